@@ -1,0 +1,152 @@
+"""Run configuration: sections `data`, `training`, `generation`.
+
+Field names follow the established tabular fine-tuning vocabulary (NeMo Safe Synthesizer / Gretel) so
+users can carry configs across. Values may be "auto"; `resolve` fixes them once from the data, and
+the resolved config is what gets saved with every artifact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from synth_model.errors import ConfigError
+
+Auto = Literal["auto"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    holdout: float = Field(0.05, ge=0, description="fraction (<1) or number (>=1) of rows held out")
+    max_holdout: int = Field(2000, ge=0, description="upper bound on held-out rows")
+    random_state: int = Field(42, description="seed for the holdout split, sampling and training")
+    group_training_examples_by: list[str] | None = None
+    order_training_examples_by: list[str] | None = None
+    max_sequences_per_example: int | Auto = "auto"
+
+    @field_validator("group_training_examples_by", "order_training_examples_by", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("max_sequences_per_example")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if value != "auto" and value < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return value
+
+
+class TinyModelConfig(_Section):
+    """Shape of the from-scratch Llama model used when `pretrained_model` is "tiny"."""
+
+    hidden_size: int = Field(192, ge=16, le=4096)
+    num_layers: int = Field(4, ge=1, le=48)
+    num_heads: int = Field(6, ge=1, le=64)
+    vocab_size: int = Field(2000, ge=300, le=65536)
+    context_length: int = Field(512, ge=64, le=32768)
+
+
+class TrainingConfig(_Section):
+    pretrained_model: str = Field("tiny", description="'tiny', 'smollm2-135m', a local dir or a hub id")
+    num_input_records_to_sample: int | Auto = "auto"
+    batch_size: int = Field(16, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float | Auto = "auto"
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, le=0.5)
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    lora_r: int = Field(32, ge=1, le=1024)
+    lora_alpha_over_r: float = Field(1.0, gt=0)
+    lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    rope_scaling_factor: float = Field(1.0, ge=1, le=6)
+    validation_ratio: float = Field(0.0, ge=0, le=0.5)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    tiny: TinyModelConfig = TinyModelConfig()
+
+    @field_validator("num_input_records_to_sample")
+    @classmethod
+    def _positive_records(cls, value: int | str) -> int | str:
+        if value != "auto" and value < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return value
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _positive_lr(cls, value: float | str) -> float | str:
+        if value != "auto" and not 0 < value < 1:
+            raise ValueError("must be in (0, 1) or 'auto'")
+        return value
+
+
+class GenerationConfig(_Section):
+    num_records: int = Field(1000, ge=1)
+    temperature: float = Field(1.0, gt=0, le=5)
+    top_p: float = Field(1.0, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, gt=0, le=5)
+    patience: int = Field(3, ge=1)
+    invalid_fraction_threshold: float = Field(0.8, gt=0, le=1)
+    use_structured_generation: bool = False
+    batch_size: int | Auto = "auto"
+    seed: int | None = None
+
+    @field_validator("use_structured_generation")
+    @classmethod
+    def _not_yet(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "structured generation is not available in this version; set it to false "
+                "(records are still validated and invalid ones dropped)"
+            )
+        return value
+
+
+class SynthConfig(_Section):
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+    generation: GenerationConfig = GenerationConfig()
+
+    @classmethod
+    def from_any(cls, source: SynthConfig | dict | str | Path | None) -> SynthConfig:
+        """Build from a config object, a dict, a YAML file path or None (all defaults)."""
+        if source is None:
+            return cls()
+        if isinstance(source, SynthConfig):
+            return source.model_copy(deep=True)
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            if not path.is_file():
+                raise ConfigError(f"config file {path} does not exist; pass a YAML file path")
+            try:
+                source = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+            if not isinstance(source, dict):
+                raise ConfigError(f"config file {path} must hold a mapping of sections")
+        try:
+            return cls.model_validate(source)
+        except ValidationError as err:
+            raise ConfigError(_describe(err)) from None
+
+    def dump(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.dump(), sort_keys=False))
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown config key '{key}': remove it or check its spelling")
+        else:
+            lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r})")
+    return "invalid config: " + "; ".join(lines)

@@ -1,0 +1,21 @@
+"""Errors a user can cause. Each message names the problem and the remedy; the CLI prints it as one line."""
+
+
+class SynthError(Exception):
+    """Base class: anything raised for bad input, config or data."""
+
+
+class ConfigError(SynthError):
+    """The configuration has an unknown key, a wrong type or an out-of-range value."""
+
+
+class DataError(SynthError):
+    """The input table cannot be used as it is (empty, unsupported column type, all-null column, ...)."""
+
+
+class ContextFitError(SynthError):
+    """A record (or group) does not fit the model's context window."""
+
+
+class GenerationError(SynthError):
+    """Generation stopped because the model keeps producing invalid records."""

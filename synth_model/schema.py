@@ -1,0 +1,206 @@
+"""Column kinds and validation rules learned from the training table.
+
+The rules are what a generated record must satisfy to be kept; they are saved as a JSON Schema
+(with `x-` annotations for what JSON Schema cannot say, such as the Arrow type to restore).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synth_model.errors import DataError
+
+KINDS = ("integer", "float", "categorical", "boolean", "date", "datetime", "text", "identifier")
+
+MAX_CATEGORIES = 200  # a string column with at most this many distinct values ...
+MAX_CATEGORY_SHARE = 0.2  # ... that are at most this share of its non-null values is categorical
+MAX_IDENTIFIER_LENGTH = 40  # short strings without whitespace that are not categories are identifiers
+MAX_DECIMALS = 6
+
+
+@dataclass
+class ColumnRule:
+    name: str
+    kind: str
+    arrow_type: str
+    required: bool
+    minimum: float | int | str | None = None  # numbers, or ISO strings for dates/datetimes
+    maximum: float | int | str | None = None
+    decimals: int | None = None
+    categories: list | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+
+    def json_schema(self) -> dict:
+        """This column as a JSON Schema property."""
+        types = {
+            "integer": "integer",
+            "float": "number",
+            "boolean": "boolean",
+        }.get(self.kind, "string")
+        prop: dict = {"type": types if self.required else [types, "null"], "x-kind": self.kind}
+        prop["x-arrow-type"] = self.arrow_type
+        if self.categories is not None:
+            prop["enum"] = list(self.categories) + ([] if self.required else [None])
+        if self.kind in ("integer", "float"):
+            prop["minimum"], prop["maximum"] = self.minimum, self.maximum
+            if self.decimals is not None:
+                prop["x-decimals"] = self.decimals
+        elif self.kind in ("date", "datetime"):
+            prop["format"] = "date" if self.kind == "date" else "date-time"
+            prop["formatMinimum"], prop["formatMaximum"] = self.minimum, self.maximum
+        if self.min_length is not None:
+            prop["minLength"], prop["maxLength"] = self.min_length, self.max_length
+        if self.pattern is not None:
+            prop["pattern"] = self.pattern
+        return prop
+
+
+@dataclass
+class TableSchema:
+    columns: list[ColumnRule] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, _type_from_string(c.arrow_type)) for c in self.columns])
+
+    def json_schema(self) -> dict:
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {c.name: c.json_schema() for c in self.columns},
+            "required": self.names,
+            "additionalProperties": False,
+            "x-columns": [asdict(c) for c in self.columns],
+        }
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.json_schema(), indent=2, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> TableSchema:
+        return cls([ColumnRule(**c) for c in json.loads(path.read_text())["x-columns"]])
+
+
+def infer_schema(table: pa.Table) -> TableSchema:
+    """Learn each column's kind and rules; refuse columns the engine cannot model."""
+    if table.num_rows == 0:
+        raise DataError("the input table is empty: it needs rows to learn from")
+    if table.num_columns == 0:
+        raise DataError("the input table has no columns")
+    return TableSchema([_infer_column(name, table.column(name)) for name in table.column_names])
+
+
+def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
+    typ = column.type
+    if pa.types.is_dictionary(typ):
+        column = column.cast(typ.value_type)
+        typ = typ.value_type
+    if pa.types.is_null(typ) or column.null_count == len(column):
+        raise DataError(f"column '{name}' is entirely null: drop it from the input, it carries nothing to learn")
+    required = column.null_count == 0
+    base = {"name": name, "arrow_type": str(typ), "required": required}
+    values = column.drop_null()
+    if pa.types.is_boolean(typ):
+        return ColumnRule(kind="boolean", **base)
+    if pa.types.is_integer(typ):
+        mm = pc.min_max(values)
+        return ColumnRule(kind="integer", minimum=mm["min"].as_py(), maximum=mm["max"].as_py(), **base)
+    if pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+        values = values.cast(pa.float64())
+        if pa.types.is_decimal(typ):
+            base["arrow_type"] = "double"
+        mm = pc.min_max(values)
+        return ColumnRule(
+            kind="float",
+            minimum=mm["min"].as_py(),
+            maximum=mm["max"].as_py(),
+            decimals=_decimals(values),
+            **base,
+        )
+    if pa.types.is_date(typ):
+        mm = pc.min_max(values)
+        return ColumnRule(kind="date", minimum=mm["min"].as_py().isoformat(), maximum=mm["max"].as_py().isoformat(), **base)
+    if pa.types.is_timestamp(typ):
+        mm = pc.min_max(values)
+        return ColumnRule(
+            kind="datetime", minimum=str(mm["min"].as_py()), maximum=str(mm["max"].as_py()), **base
+        )
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return _infer_string(values, base)
+    raise DataError(
+        f"column '{name}' has type {typ}, which cannot be synthesized: cast it to a string, number or "
+        "date in the preparation SQL, or drop it"
+    )
+
+
+def _infer_string(values: pa.ChunkedArray, base: dict) -> ColumnRule:
+    lengths = pc.utf8_length(values)
+    mm = pc.min_max(lengths)
+    length = {"min_length": mm["min"].as_py(), "max_length": mm["max"].as_py()}
+    distinct = pc.unique(values)
+    if len(distinct) <= MAX_CATEGORIES and len(distinct) <= max(2, MAX_CATEGORY_SHARE * len(values)):
+        categories = sorted(distinct.to_pylist())
+        return ColumnRule(kind="categorical", categories=categories, **base)
+    has_space = pc.any(pc.match_substring_regex(values, r"\s")).as_py()
+    if not has_space and length["max_length"] <= MAX_IDENTIFIER_LENGTH:
+        return ColumnRule(kind="identifier", pattern=_char_class_pattern(distinct.to_pylist()), **length, **base)
+    return ColumnRule(kind="text", **length, **base)
+
+
+def _decimals(values: pa.ChunkedArray) -> int:
+    """The most decimals any value needs (0 when every value is whole)."""
+    for d in range(MAX_DECIMALS + 1):
+        scaled = pc.multiply(values, 10.0**d)
+        if pc.all(pc.less(pc.abs(pc.subtract(scaled, pc.round(scaled))), 1e-6)).as_py():
+            return d
+    return MAX_DECIMALS
+
+
+def _char_class_pattern(samples: list[str]) -> str:
+    """A regex admitting the character classes seen in identifier values (e.g. ^[A-Z0-9]+$)."""
+    chars = set("".join(samples))
+    parts = []
+    for cls, test in (("0-9", str.isdigit), ("A-Z", str.isupper), ("a-z", str.islower)):
+        if any(test(c) and c.isascii() for c in chars):
+            parts.append(cls)
+            chars = {c for c in chars if not (test(c) and c.isascii())}
+    parts.extend(re.escape(c) for c in sorted(chars))
+    return "^[" + "".join(parts) + "]+$"
+
+
+def _type_from_string(name: str) -> pa.DataType:
+    simple = {
+        "bool": pa.bool_(),
+        "int8": pa.int8(),
+        "int16": pa.int16(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "uint8": pa.uint8(),
+        "uint16": pa.uint16(),
+        "uint32": pa.uint32(),
+        "uint64": pa.uint64(),
+        "float": pa.float32(),
+        "halffloat": pa.float16(),
+        "double": pa.float64(),
+        "string": pa.string(),
+        "large_string": pa.large_string(),
+        "date32[day]": pa.date32(),
+        "date64[ms]": pa.date64(),
+    }
+    if name in simple:
+        return simple[name]
+    match = re.fullmatch(r"timestamp\[(\w+)(?:, tz=(.+))?\]", name)
+    if match:
+        return pa.timestamp(match.group(1), tz=match.group(2))
+    raise DataError(f"cannot restore Arrow type {name!r}")

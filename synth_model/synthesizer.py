@@ -1,0 +1,248 @@
+"""`Synthesizer`: the small public face (fit, generate, save, load) over the pipeline stages.
+
+An artifact folder holds everything one fit made: the resolved config, the learned schema (JSON
+Schema), the model or LoRA adapter with its tokenizer, the real holdout rows and training metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from synth_model import models
+from synth_model.config import SynthConfig
+from synth_model.errors import DataError, SynthError
+from synth_model.generate import GenerationResult, default_batch_size, generate_records
+from synth_model.holdout import group_ids, split_holdout
+from synth_model.records import Unit, assemble_examples, check_fit, prompt_text, rows_to_texts
+from synth_model.schema import TableSchema, infer_schema
+from synth_model.train import ProgressFn, train
+
+CONFIG_FILE, SCHEMA_FILE, METRICS_FILE, HOLDOUT_FILE = (
+    "config.yaml",
+    "schema.json",
+    "training_metrics.json",
+    "holdout.parquet",
+)
+MODEL_DIR, ADAPTER_DIR = "model", "adapter"
+TINY_EPOCHS = 12  # "auto" records to sample for the tiny model, in passes over the training rows
+TINY_MAX_RECORDS = 150_000
+LORA_EPOCHS = 1
+
+
+def as_arrow(table) -> pa.Table:
+    """Accept an Arrow table or a pandas frame (the pandas index is dropped)."""
+    if isinstance(table, pa.Table):
+        return table
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas ships with the project
+        pd = None
+    if pd is not None and isinstance(table, pd.DataFrame):
+        return pa.Table.from_pandas(table, preserve_index=False)
+    raise DataError(f"expected a pyarrow.Table or pandas.DataFrame, got {type(table).__name__}")
+
+
+class Synthesizer:
+    """Fit a language model to a table and sample new valid records from it."""
+
+    def __init__(self, config: SynthConfig | dict | str | Path | None = None):
+        self.config = SynthConfig.from_any(config)
+        self.schema: TableSchema | None = None
+        self.loaded: models.LoadedModel | None = None
+        self.holdout: pa.Table | None = None
+        self.metrics: dict = {}
+        self.prompt_ids: list[int] = []
+        self.max_new_tokens = 0
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, table, config: SynthConfig | dict | str | Path | None = None, progress: ProgressFn | None = None):
+        """Hold out rows, learn the schema and tokenizer, pack examples and train. Returns self."""
+        if config is not None:
+            self.config = SynthConfig.from_any(config)
+        cfg = self.config
+        started = time.perf_counter()
+        table = as_arrow(table)
+        _check_columns(table, cfg)
+        schema = infer_schema(table)
+        train_rows, holdout = split_holdout(table, cfg.data)
+        train_rows = _ordered(train_rows, cfg)
+        texts = rows_to_texts(train_rows, schema)
+        device, dtype = models.resolve_device(cfg.training.device)
+        if cfg.training.pretrained_model == "tiny":
+            loaded = models.build_tiny(cfg.training, texts + [prompt_text(schema)])
+        else:
+            loaded = models.load_pretrained(cfg.training, dtype)
+        tok = loaded.tokenizer
+        prompt_ids = tok(prompt_text(schema), add_special_tokens=False)["input_ids"]
+        units = _units(tok, texts, group_ids(train_rows, cfg.data.group_training_examples_by))
+        check_fit(units, len(prompt_ids), loaded.context_length)
+        self._resolve(units, len(prompt_ids), loaded, len(texts), device)
+        rng = np.random.default_rng(cfg.data.random_state)
+        val_units: list[Unit] = []
+        if cfg.training.validation_ratio > 0:
+            order = rng.permutation(len(units))
+            n_val = max(1, int(len(units) * cfg.training.validation_ratio))
+            val_units = [units[i] for i in order[:n_val]]
+            units = [units[i] for i in order[n_val:]]
+        pack = dict(
+            prompt_ids=prompt_ids,
+            eos_id=tok.eos_token_id,
+            context=loaded.context_length,
+            max_units=cfg.data.max_sequences_per_example,
+        )
+        examples = assemble_examples(units, records_to_sample=cfg.training.num_input_records_to_sample, rng=rng, **pack)
+        val_examples = (
+            assemble_examples(val_units, records_to_sample=sum(u.n_records for u in val_units), rng=rng, **pack)
+            if val_units
+            else []
+        )
+        if dtype != torch.float32 and not loaded.is_lora:
+            loaded.model.to(dtype)
+        metrics = train(
+            loaded.model, examples, val_examples, cfg.training, tok.pad_token_id, device, cfg.data.random_state, progress
+        )
+        self.schema, self.loaded, self.holdout = schema, loaded, holdout
+        self.prompt_ids = prompt_ids
+        self.max_new_tokens = max(len(e.input_ids) for e in examples) - len(prompt_ids)
+        self.metrics = {
+            **metrics,
+            "rows_in": table.num_rows,
+            "training_rows": train_rows.num_rows,
+            "holdout_rows": holdout.num_rows,
+            "tokens_per_record": float(np.mean([len(u.ids) / u.n_records for u in units])),
+            "max_new_tokens": self.max_new_tokens,
+            "fit_seconds": time.perf_counter() - started,
+            "device": str(device),
+        }
+        return self
+
+    def _resolve(
+        self, units: list[Unit], prompt_len: int, loaded: models.LoadedModel, n_records: int, device: torch.device
+    ) -> None:
+        """Replace every "auto" with a concrete value, once, from the data and the model."""
+        data, training = self.config.data, self.config.training
+        if data.max_sequences_per_example == "auto":
+            mean_tokens = float(np.mean([len(u.ids) for u in units]))
+            data.max_sequences_per_example = max(1, int((loaded.context_length - prompt_len - 1) / mean_tokens))
+        if training.num_input_records_to_sample == "auto":
+            epochs = LORA_EPOCHS if loaded.is_lora else TINY_EPOCHS
+            training.num_input_records_to_sample = min(n_records * epochs, max(TINY_MAX_RECORDS, n_records))
+        if training.learning_rate == "auto":
+            training.learning_rate = 5e-4 if loaded.is_lora else 2e-3
+        if self.config.generation.batch_size == "auto":
+            self.config.generation.batch_size = default_batch_size(device)
+
+    # ------------------------------------------------------------- generate
+    def generate(self, num_records: int | None = None, progress: ProgressFn | None = None) -> pa.Table:
+        return self.generate_with_stats(num_records, progress).table
+
+    def generate_with_stats(self, num_records: int | None = None, progress: ProgressFn | None = None) -> GenerationResult:
+        if self.loaded is None or self.schema is None:
+            raise SynthError("the synthesizer is not fitted: call fit() or Synthesizer.load(dir) first")
+        return generate_records(
+            self.loaded.model,
+            self.loaded.tokenizer,
+            self.schema,
+            self.prompt_ids,
+            self.max_new_tokens,
+            self.config.generation,
+            num_records=num_records,
+            progress=progress,
+        )
+
+    # ---------------------------------------------------------- save / load
+    def save(self, directory: str | Path) -> Path:
+        """Write every artifact into `directory` atomically (a temp folder renamed into place)."""
+        if self.loaded is None or self.schema is None:
+            raise SynthError("nothing to save: call fit() first")
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self.config.save(staging / CONFIG_FILE)
+            self.schema.save(staging / SCHEMA_FILE)
+            sub = staging / (ADAPTER_DIR if self.loaded.is_lora else MODEL_DIR)
+            self.loaded.model.save_pretrained(sub)
+            self.loaded.tokenizer.save_pretrained(sub)
+            pq.write_table(self.holdout, staging / HOLDOUT_FILE)
+            meta = {
+                "prompt_ids": self.prompt_ids,
+                "max_new_tokens": self.max_new_tokens,
+                "context_length": self.loaded.context_length,
+            }
+            (staging / METRICS_FILE).write_text(json.dumps({**self.metrics, **meta}, indent=2))
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Synthesizer:
+        path = Path(directory)
+        if not (path / CONFIG_FILE).is_file():
+            raise SynthError(f"{path} is not a model folder (no {CONFIG_FILE}); pass the output of `synth train`")
+        self = cls(path / CONFIG_FILE)
+        self.schema = TableSchema.load(path / SCHEMA_FILE)
+        self.holdout = pq.read_table(path / HOLDOUT_FILE)
+        stored = json.loads((path / METRICS_FILE).read_text())
+        self.prompt_ids, self.max_new_tokens = stored.pop("prompt_ids"), stored.pop("max_new_tokens")
+        context = stored.pop("context_length")
+        self.metrics = stored
+        device, dtype = models.resolve_device(self.config.training.device)
+        if (path / ADAPTER_DIR).is_dir():
+            from peft import PeftModel
+
+            base, tokenizer = models.load_base(
+                self.config.training.pretrained_model, self.config.training.rope_scaling_factor, dtype
+            )
+            model = PeftModel.from_pretrained(base, path / ADAPTER_DIR)
+            self.loaded = models.LoadedModel(model, tokenizer, context, is_lora=True)
+        else:
+            from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+            model = AutoModelForCausalLM.from_pretrained(path / MODEL_DIR, dtype=dtype)
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(path / MODEL_DIR)
+            self.loaded = models.LoadedModel(model, tokenizer, context, is_lora=False)
+        self.loaded.model.to(device).eval()
+        return self
+
+
+def _check_columns(table: pa.Table, cfg: SynthConfig) -> None:
+    for key in ("group_training_examples_by", "order_training_examples_by"):
+        missing = [c for c in getattr(cfg.data, key) or [] if c not in table.column_names]
+        if missing:
+            raise DataError(
+                f"data.{key} names column(s) {missing} that the table does not have; "
+                f"available: {table.column_names}"
+            )
+
+
+def _ordered(table: pa.Table, cfg: SynthConfig) -> pa.Table:
+    """Rows sorted by group, then by the order columns, so each entity's events read in order."""
+    keys = (cfg.data.group_training_examples_by or []) + (cfg.data.order_training_examples_by or [])
+    return table.sort_by([(k, "ascending") for k in keys]) if keys else table
+
+
+def _units(tokenizer, texts: list[str], gids: np.ndarray | None) -> list[Unit]:
+    """Tokenize each record; with groups, one unit per group (records already in group order)."""
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    if gids is None:
+        return [Unit(ids, 1, i) for i, ids in enumerate(encoded)]
+    units: dict[int, Unit] = {}
+    for i, (gid, ids) in enumerate(zip(gids.tolist(), encoded, strict=True)):
+        unit = units.setdefault(gid, Unit([], 0, i))
+        unit.ids.extend(ids)
+        unit.n_records += 1
+    return list(units.values())

@@ -1,0 +1,74 @@
+"""Reading input tables (.csv, .parquet, .jsonl, DuckDB) and writing outputs atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from synth_model.errors import DataError
+
+READERS = {".csv": pacsv.read_csv, ".parquet": pq.read_table, ".jsonl": pajson.read_json}
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def read_duckdb(database: str | Path, table: str) -> pa.Table:
+    """`schema.table` (or `table`) from a DuckDB file, opened read-only and closed at once."""
+    import duckdb
+
+    path = Path(database)
+    if not path.is_file():
+        raise DataError(f"DuckDB file {path} does not exist")
+    qualified = ".".join(quote_identifier(part) for part in table.split("."))
+    with duckdb.connect(str(path), read_only=True) as con:
+        try:
+            return con.sql(f"SELECT * FROM {qualified}").to_arrow_table()
+        except duckdb.CatalogException:
+            names = [".".join(r) for r in con.sql("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()]
+            raise DataError(f"table {table} is not in {path}; tables there: {names}") from None
+
+
+def read_input(spec: str) -> pa.Table:
+    """A table from `FILE.csv|.parquet|.jsonl` or `duckdb:FILE.duckdb:schema.table`."""
+    if spec.startswith("duckdb:"):
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise DataError(f"'{spec}' is not of the form duckdb:FILE.duckdb:schema.table")
+        return read_duckdb(parts[1], parts[2])
+    path = Path(spec)
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"input {path} must end in .csv, .parquet or .jsonl, or be duckdb:FILE:schema.table")
+    if not path.is_file():
+        raise DataError(f"input file {path} does not exist")
+    try:
+        return reader(str(path))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"could not read {path}: {err}") from None
+
+
+def write_output(table: pa.Table, path: str | Path) -> Path:
+    """Write .parquet or .csv through a temp file renamed into place, so no half-written file remains."""
+    path = Path(path)
+    writers = {".parquet": pq.write_table, ".csv": pacsv.write_csv}
+    writer = writers.get(path.suffix.lower())
+    if writer is None:
+        raise DataError(f"output {path} must end in .parquet or .csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,59 @@
+import pytest
+
+from synth_model import ConfigError, SynthConfig
+
+
+def test_defaults_use_established_names_and_auto():
+    cfg = SynthConfig()
+    assert cfg.data.holdout == 0.05 and cfg.data.max_holdout == 2000
+    assert cfg.data.max_sequences_per_example == "auto"
+    assert cfg.training.pretrained_model == "tiny"
+    assert cfg.training.num_input_records_to_sample == "auto"
+    assert cfg.training.learning_rate == "auto"
+    assert cfg.generation.use_structured_generation is False
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"unknown config key 'training.lora_rank'"):
+        SynthConfig.from_any({"training": {"lora_rank": 8}})
+    with pytest.raises(ConfigError, match=r"unknown config key 'privacy'"):
+        SynthConfig.from_any({"privacy": {}})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("training", "rope_scaling_factor", 7),
+        ("training", "learning_rate", 2.0),
+        ("generation", "top_p", 0),
+        ("data", "max_sequences_per_example", 0),
+        ("training", "num_input_records_to_sample", -1),
+        ("generation", "temperature", "hot"),
+    ],
+)
+def test_out_of_range_values_name_the_key(section, key, value):
+    with pytest.raises(ConfigError, match=rf"'{section}.{key}'"):
+        SynthConfig.from_any({section: {key: value}})
+
+
+def test_yaml_round_trip(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  group_training_examples_by: tailnum\ngeneration:\n  num_records: 50\n")
+    cfg = SynthConfig.from_any(path)
+    assert cfg.data.group_training_examples_by == ["tailnum"]
+    cfg.save(tmp_path / "saved.yaml")
+    assert SynthConfig.from_any(tmp_path / "saved.yaml") == cfg
+
+
+def test_missing_or_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        SynthConfig.from_any(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        SynthConfig.from_any(bad)
+
+
+def test_structured_generation_is_refused_clearly():
+    with pytest.raises(ConfigError, match="structured generation"):
+        SynthConfig.from_any({"generation": {"use_structured_generation": True}})

@@ -1,0 +1,69 @@
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from synth_model import DataError
+from synth_model.schema import TableSchema, infer_schema
+
+
+def _table(n=100):
+    return pa.table(
+        {
+            "age": pa.array([20 + i % 50 for i in range(n)], pa.int32()),
+            "income": pa.array([None if i % 10 == 0 else 1000.25 + i for i in range(n)]),
+            "whole": pa.array([float(i) for i in range(n)]),
+            "home": pa.array(["rent", "owner", "other", "rent"] * (n // 4)),
+            "member": pa.array([i % 2 == 0 for i in range(n)]),
+            "day": pa.array([dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(n)]),
+            "at": pa.array([dt.datetime(2020, 1, 1, 12) + dt.timedelta(hours=i) for i in range(n)], pa.timestamp("us")),
+            "code": pa.array([f"N{i:03d}AB" for i in range(n)]),
+            "note": pa.array([f"free text number {i} with words" for i in range(n)]),
+        }
+    )
+
+
+def test_kinds_and_rules():
+    schema = infer_schema(_table())
+    rules = {c.name: c for c in schema.columns}
+    assert {n: r.kind for n, r in rules.items()} == {
+        "age": "integer",
+        "income": "float",
+        "whole": "float",
+        "home": "categorical",
+        "member": "boolean",
+        "day": "date",
+        "at": "datetime",
+        "code": "identifier",
+        "note": "text",
+    }
+    assert (rules["age"].minimum, rules["age"].maximum) == (20, 69)
+    assert rules["income"].required is False and rules["age"].required is True
+    assert rules["income"].decimals == 2 and rules["whole"].decimals == 0
+    assert rules["home"].categories == ["other", "owner", "rent"]
+    assert rules["day"].minimum == "2020-01-01"
+    assert rules["code"].pattern == "^[0-9A-Z]+$"
+    assert (rules["note"].min_length, rules["note"].max_length) == (29, 30)
+
+
+def test_json_schema_round_trip(tmp_path):
+    schema = infer_schema(_table())
+    schema.save(tmp_path / "schema.json")
+    loaded = TableSchema.load(tmp_path / "schema.json")
+    assert loaded == schema
+    assert loaded.arrow_schema() == _table().schema
+    js = schema.json_schema()
+    assert js["properties"]["home"]["enum"] == ["other", "owner", "rent"]
+    assert js["properties"]["income"]["type"] == ["number", "null"]
+    assert js["additionalProperties"] is False
+
+
+def test_bad_tables_are_refused_with_the_column_named():
+    with pytest.raises(DataError, match="empty"):
+        infer_schema(_table().slice(0, 0))
+    with pytest.raises(DataError, match="'blob'.*binary"):
+        infer_schema(pa.table({"blob": pa.array([b"x", b"y"])}))
+    with pytest.raises(DataError, match="'tags'.*list"):
+        infer_schema(pa.table({"tags": pa.array([[1], [2]])}))
+    with pytest.raises(DataError, match="'gone' is entirely null"):
+        infer_schema(pa.table({"a": [1, 2], "gone": pa.array([None, None], pa.float64())}))
