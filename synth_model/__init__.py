@@ -1,8 +1,8 @@
 """Fine-tune a language model on a table and generate valid synthetic records.
 
-    from synth_model import Synthesizer
-    synth = Synthesizer({"generation": {"num_records": 1000}}).fit(table)
-    synthetic = synth.generate()
+from synth_model import Synthesizer
+synth = Synthesizer({"generation": {"num_records": 1000}}).fit(table)
+synthetic = synth.generate()
 """
 
 from synth_model.config import SynthConfig

@@ -47,9 +47,11 @@ def main(argv: list[str] | None = None) -> None:
             [
                 "",
                 f"rows in:          {m['rows_in']} ({m['training_rows']} trained on, {m['holdout_rows']} held out)",
-                f"training:         {m['fit_seconds']:.0f}s, {m['tokens_per_s']:.0f} tokens/s, loss {m['final_loss']:.3f}",
+                f"training:         {m['fit_seconds']:.0f}s, {m['tokens_per_s']:.0f} tokens/s, "
+                f"loss {m['final_loss']:.3f}",
                 f"valid fraction:   {s['valid_fraction']:.1%} ({s['invalid_records']} rejected: {s['rejections']})",
-                f"records/s:        {s['records_per_s']:.0f} ({time.perf_counter() - started:.0f}s for {s['valid_records']})",
+                f"records/s:        {s['records_per_s']:.0f} "
+                f"({time.perf_counter() - started:.0f}s for {s['valid_records']})",
                 f"model folder:     {model_dir}",
                 f"synthetic table:  {path}",
                 "",

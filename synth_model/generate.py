@@ -1,4 +1,4 @@
-"""Sampling records: a lean batched loop over a preallocated KV cache, then validation.
+"""Sampling records: a lean batched loop over a preallocated KV cache (see decoder.py), then validation.
 
 Every sequence starts from the same prompt, so a batch advances in lockstep with no padding; each
 sequence yields several records (one per line) until the end token or the context runs out, just
@@ -8,6 +8,7 @@ records are kept, until `num_records` exist or the stop rules fire.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,9 +17,9 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
-from transformers import StaticCache
 
 from synth_model.config import GenerationConfig
+from synth_model.decoder import make_decoder
 from synth_model.errors import GenerationError
 from synth_model.records import records_to_table
 from synth_model.schema import TableSchema
@@ -52,6 +53,16 @@ def _filter_logits(logits: torch.Tensor, generated: torch.Tensor | None, cfg: Ge
     return logits
 
 
+def _sample(scores: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """One token per row of softmax(scores), by inverting the row's CDF at `uniform` [batch] in [0, 1).
+
+    Needs one random number per row where torch.multinomial draws one per vocabulary entry.
+    """
+    cdf = (scores - scores.amax(-1, keepdim=True)).exp().cumsum(-1, dtype=torch.float64)
+    token = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+    return token.clamp_(max=scores.shape[-1] - 1)
+
+
 @torch.inference_mode()
 def sample_batch(
     model,
@@ -64,24 +75,19 @@ def sample_batch(
 ) -> torch.Tensor:
     """Token ids [batch, <= max_new_tokens] continuing the prompt; positions after the end token are eos."""
     device = next(model.parameters()).device
-    prompt = torch.tensor([prompt_ids], device=device).expand(batch_size, -1)
-    cache = StaticCache(config=model.config, max_cache_len=len(prompt_ids) + max_new_tokens)
-    logits = model(input_ids=prompt, past_key_values=cache, use_cache=True).logits[:, -1].float()
+    decoder = make_decoder(model, batch_size, len(prompt_ids) + max_new_tokens)
+    logits = decoder.prefill(torch.tensor([prompt_ids], device=device))
+    uniform = torch.rand(max_new_tokens, batch_size, generator=generator, device=device, dtype=torch.float64)
     out = torch.full((batch_size, max_new_tokens), eos_id, dtype=torch.long, device=device)
     done = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    position = torch.tensor([len(prompt_ids)], device=device)
     for step in range(max_new_tokens):
-        scores = _filter_logits(logits, out[:, :step] if step else None, cfg)
-        token = torch.multinomial(scores.softmax(-1), 1, generator=generator).squeeze(1)
-        token = token.masked_fill(done, eos_id)
+        scores = _filter_logits(logits.float(), out[:, :step] if step else None, cfg)
+        token = _sample(scores, uniform[step]).masked_fill(done, eos_id)
         out[:, step] = token
         done |= token == eos_id
         if bool(done.all()) or step + 1 == max_new_tokens:
             return out[:, : step + 1]
-        logits = model(
-            input_ids=token[:, None], past_key_values=cache, use_cache=True, cache_position=position
-        ).logits[:, -1].float()
-        position += 1
+        logits = decoder.step(token)
     return out
 
 
@@ -125,40 +131,42 @@ def generate_records(
     reasons: Counter[str] = Counter()
     bad_batches, batches, tokens, truncated = 0, 0, 0, 0
     start = time.perf_counter()
-    bar = tqdm(total=target, unit="rec", desc="generate", mininterval=1.0)
-    while len(valid) < target:
-        ids = sample_batch(model, prompt_ids, batch_size, max_new_tokens, eos_id, cfg, generator)
-        tokens += int((ids != eos_id).sum())
-        lines, cut = split_lines(ids.cpu(), tokenizer, eos_id)
-        truncated += cut
-        batch_valid = 0
-        for line in lines:
-            record, reason = validator.check(line)
-            if record is None:
-                reasons[reason] += 1
-            else:
-                batch_valid += 1
-                valid.append(record)
-        batches += 1
-        bar.update(min(batch_valid, target - bar.n))
-        invalid_fraction = 1 - batch_valid / max(len(lines), 1)
-        if batches == 1 and batch_valid == 0:
-            raise GenerationError(
-                f"the first batch of {len(lines)} generated lines held no valid record "
-                f"(reasons: {dict(reasons.most_common(3))}): train longer (num_input_records_to_sample) "
-                "or lower generation.temperature"
-            )
-        bad_batches = bad_batches + 1 if invalid_fraction >= cfg.invalid_fraction_threshold else 0
-        if bad_batches >= cfg.patience:
-            raise GenerationError(
-                f"the invalid fraction stayed at or above {cfg.invalid_fraction_threshold} for {cfg.patience} "
-                f"batches (reasons: {dict(reasons.most_common(3))}); train longer, lower "
-                "generation.temperature, or raise invalid_fraction_threshold/patience"
-            )
-        if progress:
-            elapsed = time.perf_counter() - start
-            progress({"valid": len(valid), "target": target, "records_per_s": len(valid) / elapsed})
-    bar.close()
+    with tqdm(total=target, unit="rec", desc="generate", mininterval=1.0) as bar:
+        lines_per_sequence = 1.0  # refined after each batch; keeps small requests from sampling a full batch
+        while len(valid) < target:
+            size = min(batch_size, max(8, math.ceil((target - len(valid)) * 1.3 / lines_per_sequence)))
+            ids = sample_batch(model, prompt_ids, size, max_new_tokens, eos_id, cfg, generator)
+            tokens += int((ids != eos_id).sum())
+            lines, cut = split_lines(ids.cpu(), tokenizer, eos_id)
+            truncated += cut
+            lines_per_sequence = max(1.0, len(lines) / size)
+            batch_valid = 0
+            for line in lines:
+                record, reason = validator.check(line)
+                if record is None:
+                    reasons[reason] += 1
+                else:
+                    batch_valid += 1
+                    valid.append(record)
+            batches += 1
+            bar.update(min(batch_valid, target - bar.n))
+            invalid_fraction = 1 - batch_valid / max(len(lines), 1)
+            if batches == 1 and batch_valid == 0:
+                raise GenerationError(
+                    f"the first batch of {len(lines)} generated lines held no valid record "
+                    f"(reasons: {dict(reasons.most_common(3))}): train longer (num_input_records_to_sample) "
+                    "or lower generation.temperature"
+                )
+            bad_batches = bad_batches + 1 if invalid_fraction >= cfg.invalid_fraction_threshold else 0
+            if bad_batches >= cfg.patience:
+                raise GenerationError(
+                    f"the invalid fraction stayed at or above {cfg.invalid_fraction_threshold} for {cfg.patience} "
+                    f"batches (reasons: {dict(reasons.most_common(3))}); train longer, lower "
+                    "generation.temperature, or raise invalid_fraction_threshold/patience"
+                )
+            if progress:
+                elapsed = time.perf_counter() - start
+                progress({"valid": len(valid), "target": target, "records_per_s": len(valid) / elapsed})
     seconds = time.perf_counter() - start
     n_invalid = sum(reasons.values())
     stats = {

@@ -121,7 +121,9 @@ def assemble_examples(
         for i in rng.permutation(len(units)):
             unit = units[i]
             if n_units and (len(ids) + len(unit.ids) + 1 > context or n_units >= max_units):
-                examples.append(Example(ids + [eos_id], prompt_labels + ids[len(prompt_ids) :] + [eos_id], n_records))
+                examples.append(
+                    Example(ids + [eos_id], prompt_labels + ids[len(prompt_ids) :] + [eos_id], n_records)
+                )
                 covered += n_records
                 ids, n_units, n_records = list(prompt_ids), 0, 0
                 if covered >= records_to_sample:
@@ -130,6 +132,8 @@ def assemble_examples(
             n_units += 1
             n_records += unit.n_records
         else:
-            examples.append(Example(ids + [eos_id], prompt_labels + ids[len(prompt_ids) :] + [eos_id], n_records))
+            examples.append(
+                Example(ids + [eos_id], prompt_labels + ids[len(prompt_ids) :] + [eos_id], n_records)
+            )
             covered += n_records
     return examples

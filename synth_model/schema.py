@@ -107,7 +107,9 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
         column = column.cast(typ.value_type)
         typ = typ.value_type
     if pa.types.is_null(typ) or column.null_count == len(column):
-        raise DataError(f"column '{name}' is entirely null: drop it from the input, it carries nothing to learn")
+        raise DataError(
+            f"column '{name}' is entirely null: drop it from the input, it carries nothing to learn"
+        )
     required = column.null_count == 0
     base = {"name": name, "arrow_type": str(typ), "required": required}
     values = column.drop_null()
@@ -130,7 +132,9 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
         )
     if pa.types.is_date(typ):
         mm = pc.min_max(values)
-        return ColumnRule(kind="date", minimum=mm["min"].as_py().isoformat(), maximum=mm["max"].as_py().isoformat(), **base)
+        return ColumnRule(
+            kind="date", minimum=mm["min"].as_py().isoformat(), maximum=mm["max"].as_py().isoformat(), **base
+        )
     if pa.types.is_timestamp(typ):
         mm = pc.min_max(values)
         return ColumnRule(
@@ -154,7 +158,9 @@ def _infer_string(values: pa.ChunkedArray, base: dict) -> ColumnRule:
         return ColumnRule(kind="categorical", categories=categories, **base)
     has_space = pc.any(pc.match_substring_regex(values, r"\s")).as_py()
     if not has_space and length["max_length"] <= MAX_IDENTIFIER_LENGTH:
-        return ColumnRule(kind="identifier", pattern=_char_class_pattern(distinct.to_pylist()), **length, **base)
+        return ColumnRule(
+            kind="identifier", pattern=_char_class_pattern(distinct.to_pylist()), **length, **base
+        )
     return ColumnRule(kind="text", **length, **base)
 
 

@@ -64,7 +64,9 @@ class Synthesizer:
         self.max_new_tokens = 0
 
     # ------------------------------------------------------------------ fit
-    def fit(self, table, config: SynthConfig | dict | str | Path | None = None, progress: ProgressFn | None = None):
+    def fit(
+        self, table, config: SynthConfig | dict | str | Path | None = None, progress: ProgressFn | None = None
+    ):
         """Hold out rows, learn the schema and tokenizer, pack examples and train. Returns self."""
         if config is not None:
             self.config = SynthConfig.from_any(config)
@@ -99,16 +101,27 @@ class Synthesizer:
             context=loaded.context_length,
             max_units=cfg.data.max_sequences_per_example,
         )
-        examples = assemble_examples(units, records_to_sample=cfg.training.num_input_records_to_sample, rng=rng, **pack)
+        examples = assemble_examples(
+            units, records_to_sample=cfg.training.num_input_records_to_sample, rng=rng, **pack
+        )
         val_examples = (
-            assemble_examples(val_units, records_to_sample=sum(u.n_records for u in val_units), rng=rng, **pack)
+            assemble_examples(
+                val_units, records_to_sample=sum(u.n_records for u in val_units), rng=rng, **pack
+            )
             if val_units
             else []
         )
         if dtype != torch.float32 and not loaded.is_lora:
             loaded.model.to(dtype)
         metrics = train(
-            loaded.model, examples, val_examples, cfg.training, tok.pad_token_id, device, cfg.data.random_state, progress
+            loaded.model,
+            examples,
+            val_examples,
+            cfg.training,
+            tok.pad_token_id,
+            device,
+            cfg.data.random_state,
+            progress,
         )
         self.schema, self.loaded, self.holdout = schema, loaded, holdout
         self.prompt_ids = prompt_ids
@@ -126,13 +139,20 @@ class Synthesizer:
         return self
 
     def _resolve(
-        self, units: list[Unit], prompt_len: int, loaded: models.LoadedModel, n_records: int, device: torch.device
+        self,
+        units: list[Unit],
+        prompt_len: int,
+        loaded: models.LoadedModel,
+        n_records: int,
+        device: torch.device,
     ) -> None:
         """Replace every "auto" with a concrete value, once, from the data and the model."""
         data, training = self.config.data, self.config.training
         if data.max_sequences_per_example == "auto":
             mean_tokens = float(np.mean([len(u.ids) for u in units]))
-            data.max_sequences_per_example = max(1, int((loaded.context_length - prompt_len - 1) / mean_tokens))
+            data.max_sequences_per_example = max(
+                1, int((loaded.context_length - prompt_len - 1) / mean_tokens)
+            )
         if training.num_input_records_to_sample == "auto":
             epochs = LORA_EPOCHS if loaded.is_lora else TINY_EPOCHS
             training.num_input_records_to_sample = min(n_records * epochs, max(TINY_MAX_RECORDS, n_records))
@@ -145,7 +165,9 @@ class Synthesizer:
     def generate(self, num_records: int | None = None, progress: ProgressFn | None = None) -> pa.Table:
         return self.generate_with_stats(num_records, progress).table
 
-    def generate_with_stats(self, num_records: int | None = None, progress: ProgressFn | None = None) -> GenerationResult:
+    def generate_with_stats(
+        self, num_records: int | None = None, progress: ProgressFn | None = None
+    ) -> GenerationResult:
         if self.loaded is None or self.schema is None:
             raise SynthError("the synthesizer is not fitted: call fit() or Synthesizer.load(dir) first")
         return generate_records(
@@ -192,7 +214,9 @@ class Synthesizer:
     def load(cls, directory: str | Path) -> Synthesizer:
         path = Path(directory)
         if not (path / CONFIG_FILE).is_file():
-            raise SynthError(f"{path} is not a model folder (no {CONFIG_FILE}); pass the output of `synth train`")
+            raise SynthError(
+                f"{path} is not a model folder (no {CONFIG_FILE}); pass the output of `synth train`"
+            )
         self = cls(path / CONFIG_FILE)
         self.schema = TableSchema.load(path / SCHEMA_FILE)
         self.holdout = pq.read_table(path / HOLDOUT_FILE)

@@ -34,14 +34,18 @@ def collate(batch: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def make_batches(examples: Sequence[Example], batch_size: int, rng: np.random.Generator) -> list[list[Example]]:
+def make_batches(
+    examples: Sequence[Example], batch_size: int, rng: np.random.Generator
+) -> list[list[Example]]:
     """Shuffled batches of similar-length examples (bucketed in windows of 50 batches)."""
     order = rng.permutation(len(examples))
     window = batch_size * 50
     batches = []
     for start in range(0, len(order), window):
         chunk = sorted(order[start : start + window], key=lambda i: len(examples[i].input_ids))
-        batches += [[examples[i] for i in chunk[j : j + batch_size]] for j in range(0, len(chunk), batch_size)]
+        batches += [
+            [examples[i] for i in chunk[j : j + batch_size]] for j in range(0, len(chunk), batch_size)
+        ]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -90,45 +94,47 @@ def train(
         num_training_steps=steps,
     )
     tokens_total = sum(len(e.input_ids) for e in examples)
-    bar = tqdm(total=tokens_total, unit="tok", unit_scale=True, desc="train", mininterval=1.0)
     start = time.perf_counter()
     losses: list[float] = []
     val_losses: list[dict] = []
     eval_every = max(1, steps // 5)
     seen = 0
     step = 0
-    for i, batch_examples in enumerate(batches):
-        batch = {k: v.to(device) for k, v in collate(batch_examples, pad_id).items()}
-        loss = model(**batch).loss
-        (loss / config.gradient_accumulation_steps).backward()
-        seen += int(batch["attention_mask"].sum())
-        bar.update(int(batch["attention_mask"].sum()))
-        losses.append(loss.item())
-        if (i + 1) % config.gradient_accumulation_steps and i + 1 < len(batches):
-            continue
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        elapsed = time.perf_counter() - start
-        recent = float(np.mean(losses[-20:]))
-        bar.set_postfix(loss=f"{recent:.3f}", step=f"{step}/{steps}")
-        if val_examples and (step % eval_every == 0 or step == steps):
-            val_losses.append(
-                {"step": step, "loss": evaluate_loss(model, val_examples, config.batch_size, pad_id, device)}
-            )
-        if progress:
-            progress(
-                {
-                    "step": step,
-                    "steps": steps,
-                    "loss": recent,
-                    "tokens_per_s": seen / elapsed,
-                    "eta_s": elapsed / seen * (tokens_total - seen),
-                }
-            )
-    bar.close()
+    with tqdm(total=tokens_total, unit="tok", unit_scale=True, desc="train", mininterval=1.0) as bar:
+        for i, batch_examples in enumerate(batches):
+            batch = {k: v.to(device) for k, v in collate(batch_examples, pad_id).items()}
+            loss = model(**batch).loss
+            (loss / config.gradient_accumulation_steps).backward()
+            seen += int(batch["attention_mask"].sum())
+            bar.update(int(batch["attention_mask"].sum()))
+            losses.append(loss.item())
+            if (i + 1) % config.gradient_accumulation_steps and i + 1 < len(batches):
+                continue
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            elapsed = time.perf_counter() - start
+            recent = float(np.mean(losses[-20:]))
+            bar.set_postfix(loss=f"{recent:.3f}", step=f"{step}/{steps}")
+            if val_examples and (step % eval_every == 0 or step == steps):
+                val_losses.append(
+                    {
+                        "step": step,
+                        "loss": evaluate_loss(model, val_examples, config.batch_size, pad_id, device),
+                    }
+                )
+            if progress:
+                progress(
+                    {
+                        "step": step,
+                        "steps": steps,
+                        "loss": recent,
+                        "tokens_per_s": seen / elapsed,
+                        "eta_s": elapsed / seen * (tokens_total - seen),
+                    }
+                )
     wall = time.perf_counter() - start
     model.eval()
     return {

@@ -1,0 +1,102 @@
+"""The `synth` CLI on real files: success paths write outputs; every error path is one line and writes nothing."""
+
+import json
+import re
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from synth_model.cli import main
+
+SMALL = "training:\n  num_input_records_to_sample: 600\n  tiny: {hidden_size: 64, num_layers: 2, num_heads: 2}\n"
+
+
+@pytest.fixture(scope="module")
+def csv_input(credit, tmp_path_factory):
+    import pyarrow.csv as pacsv
+
+    path = tmp_path_factory.mktemp("cli") / "credit.csv"
+    pacsv.write_csv(credit.slice(0, 400), path)
+    return path
+
+
+def test_train_then_generate(csv_input, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL)
+    assert main(["train", str(csv_input), "--config", str(config), "--output", str(tmp_path / "m")]) == 0
+    assert "trained on 380 rows (20 held out)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "m" / "training_metrics.json").read_text())["tokens"] > 0
+    # 600 records on a 2-layer model is far too little training: the stop rule fires, nothing is written.
+    code = main(
+        [
+            "generate",
+            str(tmp_path / "m"),
+            "--num-records",
+            "5",
+            "--seed",
+            "0",
+            "--output",
+            str(tmp_path / "s.csv"),
+        ]
+    )
+    assert code == 2
+    assert "first batch" in _error_lines(capsys.readouterr().err)[0]
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_generate_writes_table_and_metrics(fitted_credit, credit, tmp_path, capsys):
+    _, model_dir = fitted_credit
+    out = tmp_path / "synthetic.parquet"
+    assert main(["generate", str(model_dir), "--num-records", "40", "--seed", "3", "--output", str(out)]) == 0
+    assert "40 valid records" in capsys.readouterr().out
+    table = pq.read_table(out)
+    assert table.num_rows == 40 and table.schema == credit.schema
+    assert json.loads((tmp_path / "synthetic.metrics.json").read_text())["valid_records"] == 40
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """Lines starting with 'error:' (progress bars share stderr and redraw with carriage returns)."""
+    return [line for line in re.split(r"[\r\n]", stderr) if line.startswith("error: ")]
+
+
+def test_duckdb_input(credit, tmp_path, capsys):
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.sql("CREATE SCHEMA raw")
+        con.register("credit_view", credit.slice(0, 300))
+        con.sql("CREATE TABLE raw.credit AS SELECT * FROM credit_view")
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL)
+    assert main(["train", f"duckdb:{db}:raw.credit", "--config", str(config), "--output", str(tmp_path / "m")]) == 0
+    assert pq.read_table(tmp_path / "m" / "holdout.parquet").schema == credit.schema
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "missing.csv", "--output", "{out}"], "does not exist"),
+        (["train", "data.xlsx", "--output", "{out}"], "must end in .csv"),
+        (
+            ["train", "duckdb:nope.duckdb:raw.t", "--output", "{out}"],
+            "DuckDB file nope.duckdb does not exist",
+        ),
+        (
+            ["train", "{csv}", "--config", "{badcfg}", "--output", "{out}"],
+            "unknown config key 'training.epochs'",
+        ),
+        (["train", "{empty}", "--output", "{out}"], "empty"),
+        (["generate", "{out}", "--output", "x.parquet"], "not a model folder"),
+    ],
+)
+def test_errors_are_one_line_and_write_nothing(argv, message, csv_input, tmp_path, capsys):
+    badcfg = tmp_path / "bad.yaml"
+    badcfg.write_text("training:\n  epochs: 3\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("a,b\n")
+    values = {"out": tmp_path / "out", "csv": csv_input, "badcfg": badcfg, "empty": empty}
+    code = main([a.format(**values) for a in argv])
+    errors = _error_lines(capsys.readouterr().err)
+    assert code == 2
+    assert len(errors) == 1 and message in errors[0]
+    assert not (tmp_path / "out").exists()

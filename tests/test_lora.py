@@ -1,0 +1,70 @@
+"""The pretrained + LoRA path on a small randomly initialised Llama checkpoint saved locally (no download)."""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from synth_model import Synthesizer
+from synth_model.models import train_tokenizer
+from synth_model.records import rows_to_texts
+from synth_model.schema import infer_schema
+
+
+@pytest.fixture(scope="module")
+def checkpoint(credit, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-llama"
+    table = credit.slice(0, 500)
+    tokenizer = train_tokenizer(rows_to_texts(table, infer_schema(table)), 500)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_lora_fit_save_load(credit, checkpoint, tmp_path):
+    config = {
+        "training": {
+            "pretrained_model": str(checkpoint),
+            "num_input_records_to_sample": 400,
+            "lora_r": 8,
+            "rope_scaling_factor": 2.0,
+        }
+    }
+    synth = Synthesizer(config).fit(credit.slice(0, 400))
+    model = synth.loaded.model
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert synth.loaded.is_lora and 0 < trainable < synth.metrics["parameters"] / 2
+    assert synth.metrics["final_loss"] < synth.metrics["first_loss"]
+    assert synth.loaded.context_length == 512  # 256 positions x rope_scaling_factor 2
+    assert synth.config.training.learning_rate == 5e-4
+    out = synth.save(tmp_path / "m")
+    assert (out / "adapter" / "adapter_config.json").is_file() and not (out / "model").exists()
+    loaded = Synthesizer.load(out)
+    ids = torch.tensor([synth.prompt_ids])
+    with torch.no_grad():
+        assert torch.allclose(
+            model(input_ids=ids).logits, loaded.loaded.model(input_ids=ids).logits, atol=1e-5
+        )
+
+
+@pytest.mark.slow
+def test_smollm2_lora_fit_and_generate(credit, tmp_path):
+    config = {
+        "training": {"pretrained_model": "smollm2-135m", "num_input_records_to_sample": 200, "lora_r": 8},
+        "generation": {"batch_size": 16, "seed": 0},
+    }
+    synth = Synthesizer(config).fit(credit.slice(0, 300))
+    assert synth.metrics["final_loss"] < synth.metrics["first_loss"]
+    result = synth.generate_with_stats(10)
+    assert result.table.num_rows == 10 and result.table.schema == credit.schema
