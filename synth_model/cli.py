@@ -41,8 +41,8 @@ def _generate(args: argparse.Namespace) -> str:
     metrics_path.write_text(json.dumps(result.stats, indent=2))
     s = result.stats
     return (
-        f"{s['valid_records']} valid records ({s['valid_fraction']:.1%} valid) at {s['records_per_s']:.0f} "
-        f"records/s -> {output} (metrics: {metrics_path})"
+        f"{result.table.num_rows} records ({s['valid_fraction']:.1%} of generated records valid) "
+        f"at {s['records_per_s']:.0f} records/s -> {output} (metrics: {metrics_path})"
     )
 
 

@@ -56,7 +56,7 @@ class TinyModelConfig(_Section):
 class TrainingConfig(_Section):
     pretrained_model: str = Field("tiny", description="'tiny', 'smollm2-135m', a local dir or a hub id")
     num_input_records_to_sample: int | Auto = "auto"
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     learning_rate: float | Auto = "auto"
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"

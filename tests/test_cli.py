@@ -49,10 +49,10 @@ def test_generate_writes_table_and_metrics(fitted_credit, credit, tmp_path, caps
     _, model_dir = fitted_credit
     out = tmp_path / "synthetic.parquet"
     assert main(["generate", str(model_dir), "--num-records", "40", "--seed", "3", "--output", str(out)]) == 0
-    assert "40 valid records" in capsys.readouterr().out
+    assert "40 records (" in capsys.readouterr().out
     table = pq.read_table(out)
     assert table.num_rows == 40 and table.schema == credit.schema
-    assert json.loads((tmp_path / "synthetic.metrics.json").read_text())["valid_records"] == 40
+    assert json.loads((tmp_path / "synthetic.metrics.json").read_text())["num_records"] == 40
 
 
 def _error_lines(stderr: str) -> list[str]:
