@@ -153,6 +153,5 @@ class HFDecoder:
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         position = torch.arange(self.length, self.length + ids.shape[1], device=ids.device)
         self.length += ids.shape[1]
-        return self.model(
-            input_ids=ids, past_key_values=self.cache, use_cache=True, cache_position=position
-        ).logits[:, -1]
+        out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True, cache_position=position)
+        return out.logits[:, -1]
