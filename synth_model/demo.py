@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"loss {m['final_loss']:.3f}",
                 f"valid fraction:   {s['valid_fraction']:.1%} ({s['invalid_records']} rejected: {s['rejections']})",
                 f"records/s:        {s['records_per_s']:.0f} "
-                f"({time.perf_counter() - started:.0f}s for {s['valid_records']})",
+                f"({time.perf_counter() - started:.0f}s for {result.table.num_rows})",
                 f"model folder:     {model_dir}",
                 f"synthetic table:  {path}",
                 "",

@@ -118,6 +118,7 @@ def generate_records(
     cfg: GenerationConfig,
     num_records: int | None = None,
     progress: ProgressFn | None = None,
+    records_per_sequence: float = 1.0,
 ) -> GenerationResult:
     """Sample until `num_records` valid records exist; raise GenerationError when the model keeps failing."""
     target = num_records or cfg.num_records
@@ -132,7 +133,9 @@ def generate_records(
     bad_batches, batches, tokens, truncated = 0, 0, 0, 0
     start = time.perf_counter()
     with tqdm(total=target, unit="rec", desc="generate", mininterval=1.0) as bar:
-        lines_per_sequence = 1.0  # refined after each batch; keeps small requests from sampling a full batch
+        # sized from the expected lines per sequence (refined after each batch) so that small requests
+        # do not sample a full batch
+        lines_per_sequence = records_per_sequence
         while len(valid) < target:
             size = min(batch_size, max(8, math.ceil((target - len(valid)) * 1.3 / lines_per_sequence)))
             ids = sample_batch(model, prompt_ids, size, max_new_tokens, eos_id, cfg, generator)

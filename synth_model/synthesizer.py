@@ -179,6 +179,7 @@ class Synthesizer:
             self.config.generation,
             num_records=num_records,
             progress=progress,
+            records_per_sequence=self.config.data.max_sequences_per_example,
         )
 
     # ---------------------------------------------------------- save / load
