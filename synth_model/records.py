@@ -45,10 +45,7 @@ def rows_to_texts(table: pa.Table, schema: TableSchema) -> list[str]:
     columns = [table.column(name).to_pylist() for name in schema.names]
     texts = []
     for values in zip(*columns, strict=True):
-        obj = {
-            name: None if v is None else enc(v)
-            for name, v, enc in zip(schema.names, values, encoders, strict=True)
-        }
+        obj = {name: None if v is None else enc(v) for name, v, enc in zip(schema.names, values, encoders, strict=True)}
         texts.append(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
     return texts
 
@@ -121,9 +118,7 @@ def assemble_examples(
         for i in rng.permutation(len(units)):
             unit = units[i]
             if n_units and (len(ids) + len(unit.ids) + 1 > context or n_units >= max_units):
-                examples.append(
-                    Example(ids + [eos_id], prompt_labels + ids[len(prompt_ids) :] + [eos_id], n_records)
-                )
+                examples.append(Example(ids + [eos_id], prompt_labels + ids[len(prompt_ids) :] + [eos_id], n_records))
                 covered += n_records
                 ids, n_units, n_records = list(prompt_ids), 0, 0
                 if covered >= records_to_sample:
@@ -132,8 +127,6 @@ def assemble_examples(
             n_units += 1
             n_records += unit.n_records
         else:
-            examples.append(
-                Example(ids + [eos_id], prompt_labels + ids[len(prompt_ids) :] + [eos_id], n_records)
-            )
+            examples.append(Example(ids + [eos_id], prompt_labels + ids[len(prompt_ids) :] + [eos_id], n_records))
             covered += n_records
     return examples

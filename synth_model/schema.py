@@ -107,9 +107,7 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
         column = column.cast(typ.value_type)
         typ = typ.value_type
     if pa.types.is_null(typ) or column.null_count == len(column):
-        raise DataError(
-            f"column '{name}' is entirely null: drop it from the input, it carries nothing to learn"
-        )
+        raise DataError(f"column '{name}' is entirely null: drop it from the input, it carries nothing to learn")
     required = column.null_count == 0
     base = {"name": name, "arrow_type": str(typ), "required": required}
     values = column.drop_null()
@@ -137,9 +135,7 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
         )
     if pa.types.is_timestamp(typ):
         mm = pc.min_max(values)
-        return ColumnRule(
-            kind="datetime", minimum=str(mm["min"].as_py()), maximum=str(mm["max"].as_py()), **base
-        )
+        return ColumnRule(kind="datetime", minimum=str(mm["min"].as_py()), maximum=str(mm["max"].as_py()), **base)
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         return _infer_string(values, base)
     raise DataError(
@@ -158,9 +154,7 @@ def _infer_string(values: pa.ChunkedArray, base: dict) -> ColumnRule:
         return ColumnRule(kind="categorical", categories=categories, **base)
     has_space = pc.any(pc.match_substring_regex(values, r"\s")).as_py()
     if not has_space and length["max_length"] <= MAX_IDENTIFIER_LENGTH:
-        return ColumnRule(
-            kind="identifier", pattern=_char_class_pattern(distinct.to_pylist()), **length, **base
-        )
+        return ColumnRule(kind="identifier", pattern=_char_class_pattern(distinct.to_pylist()), **length, **base)
     return ColumnRule(kind="text", **length, **base)
 
 

@@ -64,9 +64,7 @@ class Synthesizer:
         self.max_new_tokens = 0
 
     # ------------------------------------------------------------------ fit
-    def fit(
-        self, table, config: SynthConfig | dict | str | Path | None = None, progress: ProgressFn | None = None
-    ):
+    def fit(self, table, config: SynthConfig | dict | str | Path | None = None, progress: ProgressFn | None = None):
         """Hold out rows, learn the schema and tokenizer, pack examples and train. Returns self."""
         if config is not None:
             self.config = SynthConfig.from_any(config)
@@ -101,13 +99,9 @@ class Synthesizer:
             context=loaded.context_length,
             max_units=cfg.data.max_sequences_per_example,
         )
-        examples = assemble_examples(
-            units, records_to_sample=cfg.training.num_input_records_to_sample, rng=rng, **pack
-        )
+        examples = assemble_examples(units, records_to_sample=cfg.training.num_input_records_to_sample, rng=rng, **pack)
         val_examples = (
-            assemble_examples(
-                val_units, records_to_sample=sum(u.n_records for u in val_units), rng=rng, **pack
-            )
+            assemble_examples(val_units, records_to_sample=sum(u.n_records for u in val_units), rng=rng, **pack)
             if val_units
             else []
         )
@@ -150,9 +144,7 @@ class Synthesizer:
         data, training = self.config.data, self.config.training
         if data.max_sequences_per_example == "auto":
             mean_tokens = float(np.mean([len(u.ids) for u in units]))
-            data.max_sequences_per_example = max(
-                1, int((loaded.context_length - prompt_len - 1) / mean_tokens)
-            )
+            data.max_sequences_per_example = max(1, int((loaded.context_length - prompt_len - 1) / mean_tokens))
         if training.num_input_records_to_sample == "auto":
             epochs = LORA_EPOCHS if loaded.is_lora else TINY_EPOCHS
             training.num_input_records_to_sample = min(n_records * epochs, max(TINY_MAX_RECORDS, n_records))
@@ -215,9 +207,7 @@ class Synthesizer:
     def load(cls, directory: str | Path) -> Synthesizer:
         path = Path(directory)
         if not (path / CONFIG_FILE).is_file():
-            raise SynthError(
-                f"{path} is not a model folder (no {CONFIG_FILE}); pass the output of `synth train`"
-            )
+            raise SynthError(f"{path} is not a model folder (no {CONFIG_FILE}); pass the output of `synth train`")
         self = cls(path / CONFIG_FILE)
         self.schema = TableSchema.load(path / SCHEMA_FILE)
         self.holdout = pq.read_table(path / HOLDOUT_FILE)
@@ -249,8 +239,7 @@ def _check_columns(table: pa.Table, cfg: SynthConfig) -> None:
         missing = [c for c in getattr(cfg.data, key) or [] if c not in table.column_names]
         if missing:
             raise DataError(
-                f"data.{key} names column(s) {missing} that the table does not have; "
-                f"available: {table.column_names}"
+                f"data.{key} names column(s) {missing} that the table does not have; available: {table.column_names}"
             )
 
 

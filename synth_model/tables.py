@@ -32,9 +32,7 @@ def read_duckdb(database: str | Path, table: str) -> pa.Table:
         try:
             return con.sql(f"SELECT * FROM {qualified}").to_arrow_table()
         except duckdb.CatalogException:
-            names = [
-                ".".join(r) for r in con.sql("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()
-            ]
+            names = [".".join(r) for r in con.sql("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()]
             raise DataError(f"table {table} is not in {path}; tables there: {names}") from None
 
 

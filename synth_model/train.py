@@ -34,18 +34,14 @@ def collate(batch: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def make_batches(
-    examples: Sequence[Example], batch_size: int, rng: np.random.Generator
-) -> list[list[Example]]:
+def make_batches(examples: Sequence[Example], batch_size: int, rng: np.random.Generator) -> list[list[Example]]:
     """Shuffled batches of similar-length examples (bucketed in windows of 50 batches)."""
     order = rng.permutation(len(examples))
     window = batch_size * 50
     batches = []
     for start in range(0, len(order), window):
         chunk = sorted(order[start : start + window], key=lambda i: len(examples[i].input_ids))
-        batches += [
-            [examples[i] for i in chunk[j : j + batch_size]] for j in range(0, len(chunk), batch_size)
-        ]
+        batches += [[examples[i] for i in chunk[j : j + batch_size]] for j in range(0, len(chunk), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 

@@ -53,9 +53,7 @@ def _temporal_check(rule: ColumnRule) -> Check:
 def _string_check(rule: ColumnRule) -> Check:
     if rule.categories is not None:
         domain = set(rule.categories)
-        return lambda v: (
-            None if v in domain else ("wrong_type" if not isinstance(v, str) else "unknown_category")
-        )
+        return lambda v: None if v in domain else ("wrong_type" if not isinstance(v, str) else "unknown_category")
     pattern = re.compile(rule.pattern) if rule.pattern else None
 
     def check(v: object) -> str | None:

@@ -53,9 +53,7 @@ def test_lora_fit_save_load(credit, checkpoint, tmp_path):
     loaded = Synthesizer.load(out)
     ids = torch.tensor([synth.prompt_ids])
     with torch.no_grad():
-        assert torch.allclose(
-            model(input_ids=ids).logits, loaded.loaded.model(input_ids=ids).logits, atol=1e-5
-        )
+        assert torch.allclose(model(input_ids=ids).logits, loaded.loaded.model(input_ids=ids).logits, atol=1e-5)
 
 
 @pytest.mark.slow

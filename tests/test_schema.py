@@ -16,9 +16,7 @@ def _table(n=100):
             "home": pa.array(["rent", "owner", "other", "rent"] * (n // 4)),
             "member": pa.array([i % 2 == 0 for i in range(n)]),
             "day": pa.array([dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in range(n)]),
-            "at": pa.array(
-                [dt.datetime(2020, 1, 1, 12) + dt.timedelta(hours=i) for i in range(n)], pa.timestamp("us")
-            ),
+            "at": pa.array([dt.datetime(2020, 1, 1, 12) + dt.timedelta(hours=i) for i in range(n)], pa.timestamp("us")),
             "code": pa.array([f"N{i:03d}AB" for i in range(n)]),
             "note": pa.array([f"free text number {i} with words" for i in range(n)]),
         }
