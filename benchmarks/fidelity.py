@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 MAX_NATIVE_CATEGORIES = 250  # HistGradientBoosting handles at most 255 categories natively
 ID_LIKE_SHARE = 0.5  # a string column whose distinct values exceed this share of rows is ID-like
@@ -185,6 +186,14 @@ def features(tables: Sequence[pa.Table], columns: Sequence[str]) -> list[pd.Data
 
 
 # -------------------------------------------------------------- detection
+def round_floats(table: pa.Table, decimals: dict[str, int]) -> pa.Table:
+    """`table` with the named float columns rounded to the given decimals."""
+    for name, places in decimals.items():
+        i = table.column_names.index(name)
+        table = table.set_column(i, name, pc.round(table.column(name), places))
+    return table
+
+
 def detection_auc(real: pa.Table, other: pa.Table, seed: int, folds: int = 5, max_rows: int | None = None):
     """ROC AUC of a gradient-boosted classifier separating `real` from `other` rows.
 
