@@ -303,9 +303,9 @@ Detection AUC: gradient-boosted classifier, real training rows vs the column's r
 5-fold stratified CV; 0.5 means indistinguishable, and values well below 0.5 come from rows copied from
 the training set. The "floats at the learned decimals" row rounds float columns on both sides to the
 decimals the engine learned (at most 6): full-precision real floats are otherwise told apart from
-written ones by digits past the sixth decimal. Train-on-X: gradient-boosted model of the target, trained on the column's rows and
-tested on the real holdout. Peak RSS is the high-water mark of the whole benchmark process up to that
-dataset (data, metrics and earlier datasets included), not of the fit alone."""
+written ones by digits past the sixth decimal. Train-on-X: gradient-boosted model of the target,
+trained on the column's rows and tested on the real holdout. Peak RSS is the high-water mark of the
+whole benchmark process up to that dataset (data, metrics and earlier datasets included), not of the fit alone."""
 
 
 def machine() -> dict:

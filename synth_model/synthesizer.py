@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -42,11 +43,7 @@ def as_arrow(table) -> pa.Table:
     """Accept an Arrow table or a pandas frame (the pandas index is dropped)."""
     if isinstance(table, pa.Table):
         return table
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas ships with the project
-        pd = None
-    if pd is not None and isinstance(table, pd.DataFrame):
+    if isinstance(table, pd.DataFrame):
         return pa.Table.from_pandas(table, preserve_index=False)
     raise DataError(f"expected a pyarrow.Table or pandas.DataFrame, got {type(table).__name__}")
 
