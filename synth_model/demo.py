@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.output)
     table = load_credit()
     print(f"credit_data: {table.num_rows} rows x {table.num_columns} columns")
+    write_output(table, out / "credit_real.parquet")
     synth = Synthesizer(DEMO_CONFIG).fit(table)
     model_dir = synth.save(out / "credit_model")
     started = time.perf_counter()
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"records/s:        {s['records_per_s']:.0f} "
                 f"({time.perf_counter() - started:.0f}s for {result.table.num_rows})",
                 f"model folder:     {model_dir}",
+                f"real input:       {out / 'credit_real.parquet'}",
                 f"synthetic table:  {path}",
                 "",
                 result.table.slice(0, 5).to_pandas().to_string(),
