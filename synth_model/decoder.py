@@ -25,6 +25,11 @@ def _base_model(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def merged(model):
+    """A peft model's adapters merged into a deep copy (the caller's trainable model is untouched)."""
+    return copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
 def _rope_type(config) -> str:
     return (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
 
@@ -56,8 +61,7 @@ class KVDecoder:
 
     @torch.no_grad()
     def __init__(self, model, batch_size: int, max_len: int):
-        if hasattr(model, "merge_and_unload"):
-            model = copy.deepcopy(model).merge_and_unload()
+        model = merged(model)
         if not isinstance(model, LlamaForCausalLM):
             raise TypeError(f"KVDecoder needs a LlamaForCausalLM, got {type(model).__name__}")
         cfg = model.config

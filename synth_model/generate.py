@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synth_model.config import GenerationConfig
-from synth_model.decoder import make_decoder
+from synth_model.decoder import make_decoder, merged
 from synth_model.errors import GenerationError
 from synth_model.records import records_to_table
 from synth_model.schema import TableSchema
@@ -122,6 +122,7 @@ def generate_records(
 ) -> GenerationResult:
     """Sample until `num_records` valid records exist; raise GenerationError when the model keeps failing."""
     target = num_records or cfg.num_records
+    model = merged(model)  # once per call, not once per batch
     device = next(model.parameters()).device
     batch_size = default_batch_size(device) if cfg.batch_size == "auto" else cfg.batch_size
     generator = torch.Generator(device=device)

@@ -192,9 +192,14 @@ class Synthesizer:
                 "context_length": self.loaded.context_length,
             }
             (staging / METRICS_FILE).write_text(json.dumps({**self.metrics, **meta}, indent=2))
-            if target.exists():
-                shutil.rmtree(target)
+            # Swap by renames: the earlier folder exists until the new one is in place.
+            previous = target.with_name(f".{target.name}.previous") if target.exists() else None
+            if previous:
+                shutil.rmtree(previous, ignore_errors=True)
+                target.rename(previous)
             staging.rename(target)
+            if previous:
+                shutil.rmtree(previous)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -27,6 +27,13 @@ def test_train_then_generate(csv_input, tmp_path, capsys):
     assert main(["train", str(csv_input), "--config", str(config), "--output", str(tmp_path / "m")]) == 0
     assert "trained on 380 rows (20 held out)" in capsys.readouterr().out
     assert json.loads((tmp_path / "m" / "training_metrics.json").read_text())["tokens"] > 0
+    saved = (tmp_path / "m" / "config.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  epochs: 3\n")
+    assert main(["train", str(csv_input), "--config", str(bad), "--output", str(tmp_path / "m")]) == 2
+    assert "unknown config key" in _error_lines(capsys.readouterr().err)[0]
+    assert (tmp_path / "m" / "config.yaml").read_text() == saved  # the earlier model folder is intact
+    (tmp_path / "s.csv").write_text("earlier output\n")
     # 600 records on a 2-layer model is far too little training: the stop rule fires, nothing is written.
     code = main(
         [
@@ -42,7 +49,7 @@ def test_train_then_generate(csv_input, tmp_path, capsys):
     )
     assert code == 2
     assert "first batch" in _error_lines(capsys.readouterr().err)[0]
-    assert not (tmp_path / "s.csv").exists()
+    assert (tmp_path / "s.csv").read_text() == "earlier output\n"
 
 
 def test_generate_writes_table_and_metrics(fitted_credit, credit, tmp_path, capsys):

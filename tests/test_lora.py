@@ -50,6 +50,8 @@ def test_lora_fit_save_load(credit, checkpoint, tmp_path):
     assert synth.config.training.learning_rate == 5e-4
     out = synth.save(tmp_path / "m")
     assert (out / "adapter" / "adapter_config.json").is_file() and not (out / "model").exists()
+    assert synth.save(tmp_path / "m") == out  # saving over an earlier folder swaps it in whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
     loaded = Synthesizer.load(out)
     ids = torch.tensor([synth.prompt_ids])
     with torch.no_grad():
