@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench clean
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME
+
+.PHONY: demo demo-engine ui test test-all lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,8 +15,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Load the demo tables, materialize every asset of synth.yaml in-process, print tables and SQL.
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m dagster_project.demo
+
+# The engine alone: fit, generate and write files under out/demo/ (no warehouse, no Dagster).
+demo-engine: $(STAMP)
 	$(BIN)/python -m synth_model.demo
+
+# The Dagster UI on http://127.0.0.1:3000 with run history kept in .dagster_home/.
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m warehouse.demo_data --if-missing
+	$(BIN)/dagster dev -m dagster_project.definitions -h 127.0.0.1 -p 3000
+
+$(DAGSTER_HOME)/dagster.yaml: dagster_project/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster_project/dagster.yaml $@
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q; rc=$$?; \
@@ -30,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py --runs 3
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .dagster_home

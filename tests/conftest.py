@@ -27,3 +27,26 @@ def fitted_credit(credit, tmp_path_factory):
     synth = Synthesizer(config).fit(credit.slice(0, 3000))
     model_dir = synth.save(tmp_path_factory.mktemp("models") / "credit")
     return synth, model_dir
+
+
+@pytest.fixture(scope="session")
+def raw_warehouse_file(tmp_path_factory):
+    """A DuckDB file holding the demo's real `raw` tables, loaded once; copy it before writing."""
+    from warehouse import Warehouse
+    from warehouse.demo_data import load_demo
+
+    path = tmp_path_factory.mktemp("raw") / "warehouse.duckdb"
+    load_demo(Warehouse(path))
+    return path
+
+
+@pytest.fixture
+def raw_warehouse(raw_warehouse_file, tmp_path):
+    """A private copy of the raw demo warehouse in this test's tmp_path."""
+    import shutil
+
+    from warehouse import Warehouse
+
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(raw_warehouse_file, path)
+    return Warehouse(path)

@@ -1,0 +1,1 @@
+"""Dagster definitions built from synth.yaml: thin assets over `warehouse.pipeline` and `synth_model`."""

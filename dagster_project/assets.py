@@ -1,0 +1,223 @@
+"""The asset factory: per table in synth.yaml, prepared -> model -> synthetic_raw -> synthetic.
+
+Assets pass table names, not data: each step reads and writes the warehouse through
+`warehouse.pipeline`, and reports what it did as metadata. Mistakes a user can fix (bad SQL, empty
+tables, a model that cannot learn the data) fail once with the message; anything else, such as
+another process holding the DuckDB file lock, is retried by the RetryPolicy.
+"""
+
+import json
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+import duckdb
+
+from dagster_project.metadata import column_lineage, preview, table_metadata
+from dagster_project.resources import WarehouseResource
+from synth_model.errors import SynthError
+from warehouse import pipeline
+from warehouse.spec import digest
+from warehouse.sql_models import Plan
+from warehouse.store import is_lock_error
+
+RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+GPU_POOL = "gpu"
+
+
+def key(step: str, table: str) -> dg.AssetKey:
+    return dg.AssetKey([step, table])
+
+
+def source_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(name.split("."))
+
+
+def source_specs(plans: dict[str, Plan]) -> list[dg.AssetSpec]:
+    """The raw tables the preparation models read: external assets, so lineage starts at them."""
+    sources = sorted({s for plan in plans.values() for s in plan.preparation.sources})
+    return [
+        dg.AssetSpec(
+            key=source_key(name),
+            group_name=name.split(".")[0],
+            kinds={"duckdb"},
+            description=f"Source table {name} in the warehouse.",
+            metadata={"dagster/table_name": name},
+        )
+        for name in sources
+    ]
+
+
+def run_step(fn, *args, **kwargs):
+    """Call a pipeline step; user-fixable errors fail once, lock errors go to the retry policy."""
+    try:
+        return fn(*args, **kwargs)
+    except SynthError as err:
+        raise dg.Failure(description=str(err), allow_retries=False) from err
+    except duckdb.Error as err:
+        if is_lock_error(err):
+            raise
+        raise dg.Failure(description=f"DuckDB: {err}", allow_retries=False) from err
+
+
+def run_started(context: dg.AssetExecutionContext) -> datetime:
+    stats = context.instance.get_run_stats(context.run.run_id)
+    started = stats.start_time or stats.launch_time or time.time()
+    return datetime.fromtimestamp(started, UTC).replace(tzinfo=None)
+
+
+def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
+    spec, prep = plan.spec, plan.preparation
+    name = spec.name
+    engine = spec.engine_config().dump()
+
+    @dg.asset(
+        key=key("prepared", name),
+        deps=[source_key(s) for s in prep.sources],
+        group_name=name,
+        kinds={"duckdb", "sql"},
+        code_version=digest(prep.sql_hash),
+        description=prep.description,
+        retry_policy=RETRY,
+        metadata={
+            "sql_file": prep.sql_file or "(none: all rows of the source)",
+            "sql": dg.MetadataValue.md(f"```sql\n{prep.query}\n```"),
+        },
+    )
+    def prepared(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        result = run_step(pipeline.prepare, warehouse.warehouse(), plan, context.run.run_id)
+        lineage = {c: [(source_key(t), col) for t, col in prep.lineage.get(c, [])] for c in result["types"]}
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(result["table"], result["rows"], result["types"]),
+                "dagster/column_lineage": column_lineage(lineage),
+                "source_checksums": result["sources"],
+                "seconds": round(result["seconds"], 2),
+            }
+        )
+
+    @dg.asset(
+        key=key("model", name),
+        deps=[key("prepared", name)],
+        group_name=name,
+        kinds={"pytorch"},
+        pool=GPU_POOL,
+        code_version=digest(spec.mapped_columns, spec.group_by, spec.order_by, engine["data"], engine["training"]),
+        description=f"Language model fitted on prepared.{name} (retrained only when its inputs change).",
+        retry_policy=RETRY,
+    )
+    def model(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        result = run_step(
+            pipeline.train, warehouse.warehouse(), plan, warehouse.models_root(), context.run.run_id, context.log.info
+        )
+        m = result["metrics"]
+        return dg.MaterializeResult(
+            metadata={
+                "model_id": result["model_id"],
+                "model_path": dg.MetadataValue.path(result["model_path"]),
+                "retrained": result["retrained"],
+                "final_loss": m["final_loss"],
+                "validation_loss": m.get("validation_loss"),
+                "tokens_per_s": round(m["tokens_per_s"]),
+                "fit_seconds": round(m["fit_seconds"], 1),
+                "training_rows": m["training_rows"],
+                "holdout_rows": m["holdout_rows"],
+                "tokens_per_record": round(m["tokens_per_record"], 1),
+                "parameters": m["parameters"],
+                "device": m["device"],
+                "resolved_config": dg.MetadataValue.json(result["config"]),
+            },
+        )
+
+    raw_key = key("synthetic_raw", name)
+
+    @dg.asset(
+        key=raw_key,
+        deps=[key("model", name)],
+        group_name=name,
+        kinds={"duckdb", "pytorch"},
+        pool=GPU_POOL,
+        code_version=digest(engine["generation"]),
+        description=f"Every valid record the model generated for {name}, in the training shape.",
+        retry_policy=RETRY,
+        check_specs=[
+            dg.AssetCheckSpec(
+                "valid_fraction_gate",
+                asset=raw_key,
+                blocking=True,
+                description=f"valid fraction >= {spec.gates.min_valid_fraction}",
+            )
+        ],
+    )
+    def synthetic_raw(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        result = run_step(pipeline.generate, warehouse.warehouse(), plan, context.run.run_id, context.log.info)
+        gate = spec.gates.min_valid_fraction
+        passed = result["valid_fraction"] >= gate
+        types = {f.name: str(f.type) for f in result["preview"].schema}
+        return dg.MaterializeResult(
+            metadata={
+                **table_metadata(result["table"], result["rows"], types),
+                "valid_fraction": result["valid_fraction"],
+                "invalid_records": result["invalid_records"],
+                "rejection_reasons": result["rejections"],
+                "records_per_s": round(result["records_per_s"], 1),
+                "generated_tokens_per_s": round(result["tokens_per_s"]),
+                "seconds": round(result["seconds"], 1),
+                "model_id": result["model_id"],
+                "preview": preview(result["preview"]),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="valid_fraction_gate",
+                    passed=passed,
+                    description=f"valid fraction {result['valid_fraction']:.3f} {'>=' if passed else '<'} gate {gate}",
+                    metadata={"valid_fraction": result["valid_fraction"], "gate": gate},
+                )
+            ],
+        )
+
+    published_key = key("synthetic", name)
+    checks = ["matches_source_schema", "has_rows"] + (["mapped_combinations_seen"] if spec.mapped_columns else [])
+
+    @dg.asset(
+        key=published_key,
+        deps=[raw_key],
+        group_name=name,
+        kinds={"duckdb"},
+        code_version=digest(spec.mapped_columns, [(f.name, f.condition.sql()) for f in plan.filters]),
+        description=spec.description or f"Synthetic {name}: post-processed, filtered and checked before publishing.",
+        retry_policy=RETRY,
+        check_specs=[dg.AssetCheckSpec(c, asset=published_key, blocking=True) for c in checks],
+    )
+    def synthetic(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        result = run_step(pipeline.publish, warehouse.warehouse(), plan, context.run.run_id, run_started(context))
+        check_results = [
+            dg.AssetCheckResult(check_name=c.name, passed=c.passed, description=c.description, metadata=c.metadata)
+            for c in result["checks"]
+        ]
+        if not result["published"]:
+            yield from check_results
+            failed = "; ".join(f"{c.name}: {c.description}" for c in result["checks"] if not c.passed)
+            raise dg.Failure(
+                description=f"synthetic.{name} was not published (the previous version stays): {failed}",
+                allow_retries=False,
+            )
+        row = result["lineage_row"]
+        lineage = {c: [(raw_key, pipeline.raw_column(spec, c))] for c in result["types"]}
+        yield dg.MaterializeResult(
+            metadata={
+                **table_metadata(result["table"], row["rows_out"], result["types"]),
+                "dagster/column_lineage": column_lineage(lineage),
+                "version": row["version"],
+                "rows_generated": row["rows_generated"],
+                "dropped_unseen_mappings": row["dropped_unseen_mappings"],
+                "dropped_by_filters": json.loads(row["dropped_by_filters"]),
+                "valid_fraction": row["valid_fraction"],
+                "model_id": row["model_id"],
+                "source_columns": {c: [f"{t}.{s}" for t, s in deps] for c, deps in result["column_lineage"].items()},
+                "preview": preview(result["preview"]),
+            },
+            check_results=check_results,
+        )
+
+    return [prepared, model, synthetic_raw, synthetic]

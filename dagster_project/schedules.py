@@ -1,0 +1,43 @@
+"""One refresh job per table (its asset group), and a schedule for each table with `schedule:`."""
+
+import dagster as dg
+
+from warehouse.sql_models import Plan
+
+
+def job_name(table: str) -> str:
+    return f"refresh_{table}"
+
+
+def refresh_jobs(plans: dict[str, Plan]) -> list:
+    jobs = [
+        dg.define_asset_job(
+            job_name(name),
+            selection=dg.AssetSelection.groups(name),
+            description=f"Prepare, train (if inputs changed), generate and publish synthetic.{name}.",
+            tags={"synth/table": name},
+        )
+        for name in plans
+    ]
+    jobs.append(
+        dg.define_asset_job(
+            "refresh_all",
+            selection=dg.AssetSelection.groups(*plans),
+            description="Every synthetic table of synth.yaml.",
+        )
+    )
+    return jobs
+
+
+def schedules(plans: dict[str, Plan]) -> list[dg.ScheduleDefinition]:
+    return [
+        dg.ScheduleDefinition(
+            name=f"{name}_schedule",
+            job_name=job_name(name),
+            cron_schedule=plan.spec.schedule,
+            description=f"Scheduled refresh of synthetic.{name} ({plan.spec.schedule}).",
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+        )
+        for name, plan in plans.items()
+        if plan.spec.schedule
+    ]

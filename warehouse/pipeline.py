@@ -1,0 +1,330 @@
+"""The four steps of one synthetic table, each reading and writing the warehouse by table name.
+
+prepare (SQL model -> `prepared.T`) -> train (`model` folder, reused when its inputs are unchanged)
+-> generate (`synthetic_raw.T`: every valid record) -> publish (split, drop unseen mappings, filter,
+check, swap into `synthetic.T` with lineage). Each returns plain values for whoever reports them
+(Dagster metadata, the CLI); each writes atomically and logs itself in `meta.steps`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from synth_model import Synthesizer
+from synth_model.errors import DataError
+from warehouse import audit
+from warehouse.spec import digest
+from warehouse.sql_models import Plan
+from warehouse.store import Warehouse, qualified, staging_name, swap, table_checksum
+from warehouse.transforms import (
+    DIALECT,
+    concat_expr,
+    distinct_query,
+    mapped_name,
+    seen_condition,
+    separator_check_query,
+    split_query,
+    training_query,
+    where_query,
+)
+
+Log = Callable[[str], None]
+MODELS_KEPT = 3  # model folders kept per table (the newest), so a rollback needs no retraining
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict = field(default_factory=dict)
+
+
+def names(table: str) -> dict[str, str]:
+    return {step: f"{step}.{table}" for step in ("prepared", "synthetic_raw", "synthetic")}
+
+
+def column_types(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
+    schema, table = name.split(".")
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "ORDER BY ordinal_position",
+        [schema, table],
+    ).fetchall()
+    return dict(rows)
+
+
+def _require_step(con: duckdb.DuckDBPyConnection, table: str, step: str, before: str) -> dict:
+    details = audit.latest_step(con, table, step)
+    if details is None:
+        raise DataError(f"table '{table}' has no {step} step yet: materialize {step}/{table} before {before}")
+    return details
+
+
+# --------------------------------------------------------------------------- prepare
+def prepare(warehouse: Warehouse, plan: Plan, run_id: str) -> dict:
+    """Run the preparation model into `prepared.T`; refuse rows the mapped-column join cannot carry."""
+    started = audit.now()
+    t0 = time.perf_counter()
+    prep, spec = plan.preparation, plan.spec
+    target = names(spec.name)["prepared"]
+    with warehouse.connect(read_only=True) as con:
+        sources = {name: table_checksum(con, name) for name in prep.sources}
+
+    def check(con: duckdb.DuckDBPyConnection, staging: str) -> None:
+        if con.execute(f"SELECT count(*) FROM {qualified(staging)}").fetchone()[0] == 0:
+            raise DataError(
+                f"table '{spec.name}': the preparation {prep.sql_file or spec.source} returned no rows; "
+                "fix its WHERE clause or load the source table"
+            )
+        if spec.mapped_columns:
+            counts = con.execute(separator_check_query(staging, spec.mapped_columns)).fetchone()
+            bad = {c: n for c, n in zip([c for g in spec.mapped_columns for c in g], counts, strict=True) if n}
+            if bad:
+                raise DataError(
+                    f"table '{spec.name}': mapped column value(s) contain the join separator ' | ' or equal '\\N' "
+                    f"(rows per column: {bad}); replace those characters in the preparation SQL"
+                )
+
+    details = {"sources": sources, "sql_file": prep.sql_file, "sql_hash": prep.sql_hash}
+    rows = warehouse.write(
+        target,
+        prep.query,
+        check=check,
+        after=lambda con: audit.log_step(con, spec.name, "prepared", run_id, started, details | _content(con, target)),
+    )
+    with warehouse.connect(read_only=True) as con:
+        types = column_types(con, target)
+    return {"table": target, "rows": rows, "types": types, "sources": sources, "seconds": time.perf_counter() - t0}
+
+
+def _content(con: duckdb.DuckDBPyConnection, name: str) -> dict:
+    return {"content": table_checksum(con, name)}
+
+
+# ----------------------------------------------------------------------------- train
+def train(warehouse: Warehouse, plan: Plan, models_root: Path, run_id: str, log: Log = print) -> dict:
+    """Fit the engine on the prepared rows, or reuse the model already fitted on the same inputs."""
+    started = audit.now()
+    spec = plan.spec
+    prepared = names(spec.name)["prepared"]
+    with warehouse.connect(read_only=True) as con:
+        _require_step(con, spec.name, "prepared", f"model/{spec.name}")
+        content = table_checksum(con, prepared)
+        columns = list(column_types(con, prepared))
+    query = training_query(prepared, columns, spec.mapped_columns, (spec.group_by or []) + (spec.order_by or []))
+    config = spec.engine_config()
+    model_id = digest(content, query, config.dump())
+    model_dir = Path(models_root) / spec.name / model_id
+    retrained = not (model_dir / "config.yaml").is_file()
+    if retrained:
+        table = warehouse.read(query)
+        log(f"{spec.name}: training on {table.num_rows} prepared rows ({table.num_columns} columns)")
+        synth = Synthesizer(config).fit(table, progress=_every(log, spec.name, "training", "step", "steps"))
+        synth.save(model_dir)
+        metrics = synth.metrics
+        resolved = synth.config.dump()
+        _prune(model_dir.parent, keep=model_dir)
+    else:
+        log(f"{spec.name}: inputs unchanged since model {model_id} was trained; reusing it")
+        synth = Synthesizer.load(model_dir)
+        metrics, resolved = synth.metrics, synth.config.dump()
+    details = {
+        "model_id": model_id,
+        "model_path": str(model_dir),
+        "retrained": retrained,
+        "content": content,
+        "config_hash": digest(resolved),
+        "training_query": query,
+    }
+    with warehouse.connect() as con:
+        audit.log_step(con, spec.name, "model", run_id, started, details)
+    return details | {"metrics": metrics, "config": resolved}
+
+
+def _every(log: Log, table: str, what: str, done_key: str, total_key: str, parts: int = 10):
+    """A progress callback that logs about `parts` times over a long step, with rate and ETA."""
+    state = {"next": 0.0}
+
+    def report(info: dict) -> None:
+        fraction = info[done_key] / max(info[total_key], 1)
+        if fraction >= state["next"] or fraction >= 1:
+            state["next"] = fraction + 1 / parts
+            rate = info.get("tokens_per_s") or info.get("records_per_s") or 0
+            unit = "tokens/s" if "tokens_per_s" in info else "records/s"
+            eta = f", ETA {info['eta_s']:.0f}s" if "eta_s" in info else ""
+            loss = f", loss {info['loss']:.3f}" if "loss" in info else ""
+            log(f"{table}: {what} {info[done_key]}/{info[total_key]} ({rate:.0f} {unit}{loss}{eta})")
+
+    return report
+
+
+def _prune(folder: Path, keep: Path) -> None:
+    others = sorted((p for p in folder.iterdir() if p.is_dir() and p != keep), key=lambda p: p.stat().st_mtime)
+    for old in others[: max(0, len(others) - (MODELS_KEPT - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# -------------------------------------------------------------------------- generate
+def generate(warehouse: Warehouse, plan: Plan, run_id: str, log: Log = print) -> dict:
+    """Sample `generation.num_records` valid records into `synthetic_raw.T` (the engine's shape)."""
+    started = audit.now()
+    spec = plan.spec
+    with warehouse.connect(read_only=True) as con:
+        model = _require_step(con, spec.name, "model", f"synthetic_raw/{spec.name}")
+    model_dir = Path(model["model_path"])
+    if not (model_dir / "config.yaml").is_file():
+        raise DataError(f"model folder {model_dir} is gone: materialize model/{spec.name} again")
+    synth = Synthesizer.load(model_dir)
+    log(f"{spec.name}: generating {synth.config.generation.num_records} records with model {model['model_id']}")
+    result = synth.generate_with_stats(progress=_every(log, spec.name, "generation", "valid", "target"))
+    stats = result.stats | {"model_id": model["model_id"], "model_path": str(model_dir)}
+    target = names(spec.name)["synthetic_raw"]
+    rows = warehouse.write(
+        target, result.table, after=lambda con: audit.log_step(con, spec.name, "synthetic_raw", run_id, started, stats)
+    )
+    return stats | {"table": target, "rows": rows, "preview": result.table.slice(0, 10)}
+
+
+# --------------------------------------------------------------------------- publish
+def publish(warehouse: Warehouse, plan: Plan, run_id: str, started_at: datetime | None = None) -> dict:
+    """Post-process `synthetic_raw.T`, run the publication checks, and swap into `synthetic.T` if all pass.
+
+    Returns counts, the checks and whether the table was published; a failed check leaves the
+    previously published table and its lineage as they were.
+    """
+    started = started_at or audit.now()
+    spec = plan.spec
+    table = names(spec.name)
+    target = table["synthetic"]
+    staging = staging_name(target)
+    with warehouse.connect() as con:
+        prepared_step = _require_step(con, spec.name, "prepared", f"synthetic/{spec.name}")
+        model_step = _require_step(con, spec.name, "model", f"synthetic/{spec.name}")
+        generated = _require_step(con, spec.name, "synthetic_raw", f"synthetic/{spec.name}")
+        types = column_types(con, table["prepared"])
+        split = split_query(table["synthetic_raw"], types, spec.mapped_columns)
+        con.execute(f"CREATE TEMP TABLE split_rows AS {split}")
+        generated_rows = con.execute("SELECT count(*) FROM split_rows").fetchone()[0]
+        seen = seen_condition("s", table["prepared"], spec.mapped_columns)
+        con.execute(f"CREATE TEMP TABLE kept AS {where_query('split_rows', 's', seen)}")
+        kept = con.execute("SELECT count(*) FROM kept").fetchone()[0]
+        dropped_by_filters = {}
+        for rule in plan.filters:
+            dropped = con.execute(f"SELECT count(*) FROM ({where_query('kept', 's', rule.condition, keep=False)})")
+            dropped_by_filters[rule.name] = dropped.fetchone()[0]
+            con.execute(f"CREATE OR REPLACE TEMP TABLE kept AS {where_query('kept', 's', rule.condition)}")
+        con.execute(f"DROP TABLE IF EXISTS {qualified(staging)}")
+        con.execute(f"CREATE TABLE {qualified(staging)} AS SELECT * FROM kept")
+        rows_out = con.execute(f"SELECT count(*) FROM {qualified(staging)}").fetchone()[0]
+        checks = publication_checks(con, plan, staging, types, rows_out)
+        published = all(c.passed for c in checks)
+        version = audit.next_version(con, target)
+        row = {
+            "table_name": target,
+            "version": version,
+            "run_id": run_id,
+            "source_tables": sorted(prepared_step["sources"]),
+            "source_checksums": json.dumps(prepared_step["sources"], sort_keys=True),
+            "sql_file": prepared_step["sql_file"],
+            "sql_hash": prepared_step["sql_hash"],
+            "model_path": model_step["model_path"],
+            "model_id": generated["model_id"],
+            "config_hash": model_step["config_hash"],
+            "rows_in": prepared_step["content"]["rows"],
+            "rows_generated": generated_rows,
+            "rows_out": rows_out,
+            "valid_fraction": generated["valid_fraction"],
+            "dropped_unseen_mappings": generated_rows - kept,
+            "dropped_by_filters": json.dumps(dropped_by_filters),
+            "started_at": started,
+            "finished_at": audit.now(),
+        }
+        lineage = {c: plan.preparation.lineage.get(c, []) for c in types}
+        if published:
+
+            def record(con: duckdb.DuckDBPyConnection) -> None:
+                audit.record_publication(con, row, lineage)
+                audit.log_step(con, spec.name, "synthetic", run_id, started, {"version": version})
+
+            swap(con, staging, target, after=record)
+        else:
+            con.execute(f"DROP TABLE IF EXISTS {qualified(staging)}")
+        preview = con.sql(f"SELECT * FROM {qualified(target)} LIMIT 10").to_arrow_table() if published else None
+    return {
+        "table": target,
+        "published": published,
+        "checks": checks,
+        "lineage_row": row,
+        "column_lineage": lineage,
+        "types": types,
+        "dropped_unseen_mappings": generated_rows - kept,
+        "dropped_by_filters": dropped_by_filters,
+        "rows_generated": generated_rows,
+        "rows_out": rows_out,
+        "preview": preview,
+    }
+
+
+def publication_checks(
+    con: duckdb.DuckDBPyConnection, plan: Plan, staging: str, types: dict[str, str], rows_out: int
+) -> list[Check]:
+    """The blocking checks run on the staged rows before they replace the published table."""
+    spec = plan.spec
+    prepared = names(spec.name)["prepared"]
+    staged = column_types(con, staging)
+    mismatched = {c: (types.get(c), staged.get(c)) for c in {*types, *staged} if types.get(c) != staged.get(c)}
+    schema_ok = not mismatched and list(staged) == list(types)
+    checks = [
+        Check(
+            "matches_source_schema",
+            schema_ok,
+            "columns and types equal the prepared source's"
+            if schema_ok
+            else f"columns/types differ from {prepared}: {mismatched or 'column order'}",
+            {"columns": len(staged)},
+        ),
+        Check(
+            "has_rows",
+            rows_out > 0,
+            f"{rows_out} rows survived post-processing"
+            if rows_out
+            else "no generated row survived the mapping and filter steps; relax the filters or train longer",
+            {"rows": rows_out},
+        ),
+    ]
+    if spec.mapped_columns:
+        unseen = {}
+        for group in spec.mapped_columns:
+            known = distinct_query(concat_expr(group), prepared)
+            joined = concat_expr(group, "s").sql(DIALECT)
+            query = f"SELECT count(*) FROM {qualified(staging)} s WHERE {joined} NOT IN ({known})"
+            unseen[mapped_name(group)] = con.execute(query).fetchone()[0]
+        total = sum(unseen.values())
+        checks.append(
+            Check(
+                "mapped_combinations_seen",
+                total == 0,
+                "every mapped combination occurs in the training data"
+                if total == 0
+                else f"{total} published rows carry combinations absent from {prepared}: {unseen}",
+                {"unseen_rows": total},
+            )
+        )
+    return checks
+
+
+def raw_column(spec, column: str) -> str:
+    """The `synthetic_raw` column a published column comes from (its mapped group's joined column)."""
+    for group in spec.mapped_columns:
+        if column in group:
+            return mapped_name(group)
+    return column

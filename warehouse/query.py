@@ -1,0 +1,43 @@
+"""Run a SQL query (text or a .sql file) against the warehouse, read-only, and print the result.
+
+python -m warehouse.query sql/examples/what_produced_this_table.sql
+python -m warehouse.query "SELECT count(*) FROM synthetic.planes"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import duckdb
+
+from synth_model.errors import SynthError
+from warehouse.store import Warehouse
+
+
+def run(query: str, warehouse: Warehouse) -> str:
+    """The result as a text table (DuckDB's own rendering)."""
+    path = Path(query)
+    if query.endswith(".sql"):
+        if not path.is_file():
+            raise SynthError(f"SQL file {path} does not exist")
+        query = path.read_text()
+    with warehouse.connect(read_only=True) as con:
+        return str(con.sql(query))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("query", help="SQL text or a .sql file")
+    parser.add_argument("--warehouse", help="DuckDB file (default: SYNTH_WAREHOUSE or warehouse/warehouse.duckdb)")
+    args = parser.parse_args(argv)
+    try:
+        print(run(args.query, Warehouse(args.warehouse)))
+    except (SynthError, duckdb.Error) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

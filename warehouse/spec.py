@@ -1,0 +1,207 @@
+"""`synth.yaml`: the declarative list of synthetic tables, validated before anything runs.
+
+Errors name the spec file and line, the table and the key, so a typo is fixed where it was made.
+The checks that need the live warehouse (tables, columns, SQL) live in `warehouse.sql_models`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from synth_model.config import SynthConfig
+from synth_model.errors import ConfigError, SynthError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")
+
+
+class SpecError(SynthError):
+    """synth.yaml (or a SQL file it names) cannot be used as written."""
+
+
+def digest(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts: code versions, model ids, config hashes."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def default_spec_path() -> Path:
+    """`SYNTH_SPEC`, else `synth.yaml` at the repository root."""
+    return Path(os.environ.get("SYNTH_SPEC") or Path(__file__).resolve().parent.parent / "synth.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Gates(_Strict):
+    """Minimums a run must reach before its table is published."""
+
+    min_valid_fraction: float = Field(0.9, ge=0, le=1, description="valid generated records / all generated")
+
+
+class TableSpec(_Strict):
+    name: str
+    source: str = Field(description="the warehouse table the synthetic one stands in for: schema.table")
+    description: str | None = None
+    sql: str | None = Field(None, description="preparation model file under sql/")
+    mapped_columns: list[list[str]] = []
+    group_by: list[str] | None = None
+    order_by: list[str] | None = None
+    data: dict[str, Any] = {}
+    training: dict[str, Any] = {}
+    generation: dict[str, Any] = {}
+    filters: list[str] = Field([], description="files under sql/filters/, each a condition rows must meet")
+    gates: Gates = Gates()
+    schedule: str | None = Field(None, description="cron expression for scheduled refreshes")
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not IDENTIFIER.match(value):
+            raise ValueError("must be a plain identifier (letters, digits, underscores)")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _qualified(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) != 2 or not all(IDENTIFIER.match(p) for p in parts):
+            raise ValueError("must be schema.table, e.g. raw.flights")
+        return value
+
+    @field_validator("group_by", "order_by", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("mapped_columns")
+    @classmethod
+    def _groups(cls, value: list[list[str]]) -> list[list[str]]:
+        seen: set[str] = set()
+        for group in value:
+            if len(group) < 2:
+                raise ValueError(f"each group needs at least two columns, got {group}")
+            if seen & set(group):
+                raise ValueError(f"column(s) {sorted(seen & set(group))} appear in more than one group")
+            seen |= set(group)
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            fields = value.split()
+            if len(fields) != 5 or not all(CRON_FIELD.match(f) for f in fields):
+                raise ValueError("must be a 5-field cron expression, e.g. '0 3 * * *'")
+        return value
+
+    @model_validator(mode="after")
+    def _grouping_in_one_place(self) -> TableSpec:
+        for key in ("group_training_examples_by", "order_training_examples_by"):
+            if key in self.data:
+                short = "group_by" if key.startswith("group") else "order_by"
+                raise ValueError(f"set the table's `{short}` instead of data.{key}")
+        return self
+
+    def engine_config(self) -> SynthConfig:
+        data = {**self.data, "group_training_examples_by": self.group_by, "order_training_examples_by": self.order_by}
+        return SynthConfig.from_any({"data": data, "training": self.training, "generation": self.generation})
+
+
+class Spec(_Strict):
+    tables: list[TableSpec]
+    path: Path = Path("synth.yaml")
+    lines: dict[str, dict[str, int]] = {}
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def sql_path(self, name: str) -> Path:
+        return self.root / "sql" / name
+
+    def filter_path(self, name: str) -> Path:
+        return self.root / "sql" / "filters" / name
+
+    def where(self, table: str, key: str = "") -> str:
+        """`synth.yaml:LINE` of a table's key (or of the table entry)."""
+        lines = self.lines.get(table, {})
+        return f"{self.path}:{lines.get(key) or lines.get('', '?')}"
+
+    def table(self, name: str) -> TableSpec:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise SpecError(f"{self.path} has no table '{name}'; tables: {[t.name for t in self.tables]}")
+
+
+def load_spec(path: str | Path | None = None) -> Spec:
+    """Parse and validate `synth.yaml` (file-level checks only; see `sql_models.validate_spec`)."""
+    path = Path(path) if path is not None else default_spec_path()
+    if not path.is_file():
+        raise SpecError(f"spec file {path} does not exist: create it or set SYNTH_SPEC to your spec's path")
+    text = path.read_text()
+    try:
+        raw = yaml.safe_load(text)
+        lines = _table_lines(yaml.compose(text))
+    except yaml.YAMLError as err:
+        raise SpecError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("tables"), list) or not raw["tables"]:
+        raise SpecError(f"{path}: expected a mapping with a non-empty `tables:` list")
+    unknown = sorted(set(raw) - {"tables"})
+    if unknown:
+        raise SpecError(f"{path}: unknown top-level key(s) {unknown}; the only key is `tables`")
+    tables = []
+    for index, entry in enumerate(raw["tables"]):
+        name = entry.get("name", f"#{index + 1}") if isinstance(entry, dict) else f"#{index + 1}"
+        line_of = lines[index] if index < len(lines) else {}
+        try:
+            table = TableSpec.model_validate(entry)
+            table.engine_config()
+        except ValidationError as err:
+            first = err.errors()[0]
+            key = str(first["loc"][0]) if first["loc"] else ""
+            line = line_of.get(key) or line_of.get("")
+            raise SpecError(f"{path}:{line}: table '{name}': {_describe(err)}") from None
+        except ConfigError as err:
+            raise SpecError(f"{path}:{line_of.get('')}: table '{name}': {err}") from None
+        tables.append(table)
+    names = [t.name for t in tables]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise SpecError(f"{path}: table name(s) {duplicated} appear more than once; names must be unique")
+    return Spec(tables=tables, path=path, lines={t.name: lines[i] for i, t in enumerate(tables)})
+
+
+def _table_lines(root: yaml.Node | None) -> list[dict[str, int]]:
+    """For each entry of `tables:`, the 1-based line of the entry ('') and of each of its keys."""
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if key.value == "tables" and isinstance(value, yaml.SequenceNode):
+            entries = []
+            for item in value.value:
+                keys = item.value if isinstance(item, yaml.MappingNode) else []
+                entries.append({"": item.start_mark.line + 1} | {k.value: k.start_mark.line + 1 for k, _ in keys})
+            return entries
+    return []
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{key}': remove it or check its spelling")
+        else:
+            parts.append(f"'{key}': {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
