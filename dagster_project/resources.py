@@ -1,8 +1,7 @@
 """The warehouse resource: where the DuckDB file and the model folders live."""
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 import dagster as dg
 
