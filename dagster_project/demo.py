@@ -43,14 +43,11 @@ def main(argv: list[str] | None = None) -> None:
         print("\nthe demo run failed:\n" + "\n".join(failures), file=sys.stderr)
         sys.exit(1)
     print(f"\nmaterialized every asset in {time.perf_counter() - started:.0f}s; tables written to {warehouse.path}:")
-    print(
-        run(
-            "SELECT table_schema || '.' || table_name AS table_name, estimated_size AS rows, column_count AS columns "
-            "FROM duckdb_tables() WHERE table_schema IN ('prepared', 'synthetic_raw', 'synthetic', 'meta') "
-            "ORDER BY table_schema, table_name",
-            warehouse,
-        )
-    )
+    catalog = warehouse.catalog()
+    for schema in ("prepared", "synthetic_raw", "synthetic", "meta"):
+        for table, columns in catalog.get(schema, {}).items():
+            rows = warehouse.scalar(f"SELECT count(*) FROM {schema}.{table}")
+            print(f"  {schema + '.' + table:<26} {rows:>7} rows  {len(columns):>3} columns")
     for name in QUERIES:
         path = EXAMPLES / name
         print(f"\n-- sql/examples/{name}\n{path.read_text().strip()}\n{run(str(path), warehouse)}")

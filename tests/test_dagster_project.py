@@ -320,3 +320,13 @@ def test_webserver_launches_a_materialization_over_graphql(project, tmp_path):
     latest = wh.read("SELECT run_id, version FROM meta.lineage WHERE table_name = 'synthetic.planes' ORDER BY version")
     assert latest.num_rows == before + 1
     assert latest.column("run_id")[-1].as_py() == run_id
+
+
+def test_a_spec_mistake_stops_the_definitions_from_loading(raw_warehouse, tmp_path):
+    from warehouse.spec import SpecError
+
+    spec = make_project(tmp_path, SPEC.replace("[manufacturer, model]", "[manufacturer, model_name]"))
+    with pytest.raises(
+        SpecError, match=r"synth.yaml:5: table 'planes': mapped_columns names column\(s\) \['model_name'\]"
+    ):
+        build_definitions(spec, raw_warehouse.path)

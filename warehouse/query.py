@@ -15,16 +15,24 @@ import duckdb
 from synth_model.errors import SynthError
 from warehouse.store import Warehouse
 
+WIDE = 6  # columns beyond which a single-row result prints vertically
+
 
 def run(query: str, warehouse: Warehouse) -> str:
-    """The result as a text table (DuckDB's own rendering)."""
+    """The result as a text table (DuckDB's own rendering); one wide row is shown as `column: value` lines."""
     path = Path(query)
     if query.endswith(".sql"):
         if not path.is_file():
             raise SynthError(f"SQL file {path} does not exist")
         query = path.read_text()
     with warehouse.connect(read_only=True) as con:
-        return str(con.sql(query))
+        result = con.sql(query)
+        if len(result.columns) > WIDE:
+            rows = result.fetchall()
+            if len(rows) == 1:
+                width = max(len(c) for c in result.columns)
+                return "\n".join(f"{c:>{width}}: {v}" for c, v in zip(result.columns, rows[0], strict=True))
+        return str(result)
 
 
 def main(argv: list[str] | None = None) -> None:
