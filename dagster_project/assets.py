@@ -160,6 +160,7 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
                 "valid_fraction": result["valid_fraction"],
                 "invalid_records": result["invalid_records"],
                 "rejection_reasons": result["rejections"],
+                **{k: result[k] for k in ("valid_group_fraction", "group_rejections") if k in result},
                 "records_per_s": round(result["records_per_s"], 1),
                 "generated_tokens_per_s": round(result["tokens_per_s"]),
                 "seconds": round(result["seconds"], 1),
@@ -216,6 +217,7 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
                 "model_id": row["model_id"],
                 "source_columns": {c: [f"{t}.{s}" for t, s in deps] for c, deps in result["column_lineage"].items()},
                 "preview": preview(result["preview"]),
+                **({"sequence_stats": dg.MetadataValue.json(result["sequences"])} if result["sequences"] else {}),
             },
             check_results=check_results,
         )

@@ -29,6 +29,8 @@ class DataConfig(_Section):
     group_training_examples_by: list[str] | None = None
     order_training_examples_by: list[str] | None = None
     max_sequences_per_example: int | Auto = "auto"
+    max_records_per_group: int | None = Field(None, ge=1, description="cap on records per group (long histories)")
+    group_cap_strategy: Literal["most_recent", "windows"] = "most_recent"
 
     @field_validator("group_training_examples_by", "order_training_examples_by", mode="before")
     @classmethod
@@ -95,6 +97,11 @@ class GenerationConfig(_Section):
     use_structured_generation: bool = False
     batch_size: int | Auto = "auto"
     seed: int | None = None
+    # grouped tables: relaxations of "a group is valid only if ..." (all off by default)
+    group_by_accept_no_delineator: bool = False  # accept records outside begin/end markers as one group
+    group_by_ignore_invalid_records: bool = False  # drop invalid records instead of the whole group
+    group_by_fix_non_unique_value: bool = False  # give every record the group's first key instead of rejecting
+    group_by_fix_unordered_records: bool = False  # sort records by order_training_examples_by instead
 
     @field_validator("use_structured_generation")
     @classmethod

@@ -83,18 +83,26 @@ class Example:
     n_records: int
 
 
-def check_fit(units: Sequence[Unit], prompt_len: int, context: int, what: str = "record") -> None:
+def check_fit(units: Sequence[Unit], prompt_len: int, context: int, grouped: bool = False) -> None:
     """Fail before training if any unit cannot fit the context window, with the remedies."""
     limit = context - prompt_len - 1
     too_long = [u for u in units if len(u.ids) > limit]
-    if too_long:
-        worst = max(too_long, key=lambda u: len(u.ids))
+    if not too_long:
+        return
+    worst = max(too_long, key=lambda u: len(u.ids))
+    budget = f"the limit is {limit} tokens ({context} context - {prompt_len} prompt - 1 end token)"
+    if grouped:
         raise ContextFitError(
-            f"{len(too_long)} {what}(s) do not fit the model context: {what} {worst.source_index} needs "
-            f"{len(worst.ids)} tokens, the limit is {limit} ({context} context - {prompt_len} prompt - 1 end "
-            "token). Remedies: raise training.rope_scaling_factor (1-6), use fewer or shorter columns, "
-            "or truncate long text in the preparation SQL"
+            f"{len(too_long)} of {len(units)} groups do not fit the model context: the largest (starting at row "
+            f"{worst.source_index}) has {worst.n_records} records = {len(worst.ids)} tokens; {budget}. Remedies: "
+            "raise training.rope_scaling_factor (1-6), cap rows per group (data.max_records_per_group with "
+            "data.group_cap_strategy most_recent or windows), or drop or shorten columns"
         )
+    raise ContextFitError(
+        f"{len(too_long)} record(s) do not fit the model context: record {worst.source_index} needs "
+        f"{len(worst.ids)} tokens; {budget}. Remedies: raise training.rope_scaling_factor (1-6), use fewer or "
+        "shorter columns, or truncate long text in the preparation SQL"
+    )
 
 
 def assemble_examples(

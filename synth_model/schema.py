@@ -71,6 +71,10 @@ class TableSchema:
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def without(self, names) -> TableSchema:
+        """The schema minus some columns (entity keys, which are not modelled but made afresh)."""
+        return TableSchema([c for c in self.columns if c.name not in set(names)])
+
     def arrow_schema(self) -> pa.Schema:
         return pa.schema([pa.field(c.name, _type_from_string(c.arrow_type)) for c in self.columns])
 

@@ -22,6 +22,7 @@ from synth_model import models
 from synth_model.config import SynthConfig
 from synth_model.errors import DataError, SynthError
 from synth_model.generate import GenerationResult, default_batch_size, generate_records
+from synth_model.groups import BEGIN, END, GroupRules, KeyFactory, cap_groups, learn_keys, load_keys, save_keys
 from synth_model.holdout import group_ids, split_holdout
 from synth_model.records import Unit, assemble_examples, check_fit, prompt_text, rows_to_texts
 from synth_model.schema import TableSchema, infer_schema
@@ -34,6 +35,8 @@ CONFIG_FILE, SCHEMA_FILE, METRICS_FILE, HOLDOUT_FILE = (
     "holdout.parquet",
 )
 MODEL_DIR, ADAPTER_DIR = "model", "adapter"
+KEYS_FILE = "group_keys.json"  # formats (and hashes, not values) of the entity keys
+UNIT = "__unit"  # hidden column: the training group of each row (an entity, or a window of one)
 TINY_EPOCHS = 12  # "auto" records to sample for the tiny model, in passes over the training rows
 TINY_MAX_RECORDS = 150_000
 LORA_EPOCHS = 1
@@ -59,6 +62,7 @@ class Synthesizer:
         self.metrics: dict = {}
         self.prompt_ids: list[int] = []
         self.max_new_tokens = 0
+        self.keys: list[KeyFactory] = []
 
     # ------------------------------------------------------------------ fit
     def fit(self, table, config: SynthConfig | dict | str | Path | None = None, progress: ProgressFn | None = None):
@@ -70,18 +74,24 @@ class Synthesizer:
         table = as_arrow(table)
         _check_columns(table, cfg)
         schema = infer_schema(table)
+        group_by = cfg.data.group_training_examples_by
+        table = _with_units(_ordered(table, cfg), cfg)
         train_rows, holdout = split_holdout(table, cfg.data)
-        train_rows = _ordered(train_rows, cfg)
-        texts = rows_to_texts(train_rows, schema)
+        unit_ids = train_rows.column(UNIT).to_numpy() if group_by else None
+        train_rows, holdout = (t.drop_columns([UNIT]) if group_by else t for t in (train_rows, holdout))
+        keys = learn_keys(train_rows, group_by, int(np.unique(unit_ids).size)) if group_by else []
+        modelled = schema.without(k.column for k in keys)  # entity keys are made afresh, not modelled
+        texts = rows_to_texts(train_rows, modelled)
         device, dtype = models.resolve_device(cfg.training.device)
         if cfg.training.pretrained_model == "tiny":
-            loaded = models.build_tiny(cfg.training, texts + [prompt_text(schema)])
+            markers = [f"{BEGIN}\n{END}\n"] * (int(np.unique(unit_ids).size) if group_by else 0)
+            loaded = models.build_tiny(cfg.training, texts + [prompt_text(modelled)] + markers)
         else:
             loaded = models.load_pretrained(cfg.training, dtype)
         tok = loaded.tokenizer
-        prompt_ids = tok(prompt_text(schema), add_special_tokens=False)["input_ids"]
-        units = _units(tok, texts, group_ids(train_rows, cfg.data.group_training_examples_by))
-        check_fit(units, len(prompt_ids), loaded.context_length)
+        prompt_ids = tok(prompt_text(modelled), add_special_tokens=False)["input_ids"]
+        units = _units(tok, texts, unit_ids)
+        check_fit(units, len(prompt_ids), loaded.context_length, grouped=bool(group_by))
         self._resolve(units, len(prompt_ids), loaded, len(texts), device)
         rng = np.random.default_rng(cfg.data.random_state)
         val_units: list[Unit] = []
@@ -114,7 +124,7 @@ class Synthesizer:
             cfg.data.random_state,
             progress,
         )
-        self.schema, self.loaded, self.holdout = schema, loaded, holdout
+        self.schema, self.loaded, self.holdout, self.keys = schema, loaded, holdout, keys
         self.prompt_ids = prompt_ids
         self.max_new_tokens = max(len(e.input_ids) for e in examples) - len(prompt_ids)
         self.metrics = {
@@ -123,6 +133,7 @@ class Synthesizer:
             "training_rows": train_rows.num_rows,
             "holdout_rows": holdout.num_rows,
             "tokens_per_record": float(np.mean([len(u.ids) / u.n_records for u in units])),
+            **(_group_metrics(units) if group_by else {}),
             "max_new_tokens": self.max_new_tokens,
             "fit_seconds": time.perf_counter() - started,
             "device": str(device),
@@ -159,16 +170,26 @@ class Synthesizer:
     ) -> GenerationResult:
         if self.loaded is None or self.schema is None:
             raise SynthError("the synthesizer is not fitted: call fit() or Synthesizer.load(dir) first")
+        data = self.config.data
+        grouped = data.group_training_examples_by
+        rules = (
+            GroupRules.of(grouped, data.order_training_examples_by, self.keys, self.config.generation)
+            if grouped
+            else None
+        )
         return generate_records(
             self.loaded.model,
             self.loaded.tokenizer,
-            self.schema,
+            self.schema.without(k.column for k in self.keys),
             self.prompt_ids,
             self.max_new_tokens,
             self.config.generation,
             num_records=num_records,
             progress=progress,
-            records_per_sequence=self.config.data.max_sequences_per_example,
+            records_per_sequence=data.max_sequences_per_example,
+            groups=rules,
+            keys=self.keys,
+            output_schema=self.schema,
         )
 
     # ---------------------------------------------------------- save / load
@@ -186,6 +207,8 @@ class Synthesizer:
             self.loaded.model.save_pretrained(sub)
             self.loaded.tokenizer.save_pretrained(sub)
             pq.write_table(self.holdout, staging / HOLDOUT_FILE)
+            if self.keys:
+                save_keys(self.keys, staging / KEYS_FILE)
             meta = {
                 "prompt_ids": self.prompt_ids,
                 "max_new_tokens": self.max_new_tokens,
@@ -213,6 +236,7 @@ class Synthesizer:
         self = cls(path / CONFIG_FILE)
         self.schema = TableSchema.load(path / SCHEMA_FILE)
         self.holdout = pq.read_table(path / HOLDOUT_FILE)
+        self.keys = load_keys(path / KEYS_FILE)
         stored = json.loads((path / METRICS_FILE).read_text())
         self.prompt_ids, self.max_new_tokens = stored.pop("prompt_ids"), stored.pop("max_new_tokens")
         context = stored.pop("context_length")
@@ -251,14 +275,36 @@ def _ordered(table: pa.Table, cfg: SynthConfig) -> pa.Table:
     return table.sort_by([(k, "ascending") for k in keys]) if keys else table
 
 
+def _with_units(table: pa.Table, cfg: SynthConfig) -> pa.Table:
+    """Grouped rows with their training group in UNIT, after capping rows per group if asked."""
+    gids = group_ids(table, cfg.data.group_training_examples_by)
+    if gids is None:
+        return table
+    keep, units = cap_groups(gids, cfg.data.max_records_per_group, cfg.data.group_cap_strategy)
+    return table.append_column(UNIT, pa.array(units)).filter(pa.array(keep))
+
+
 def _units(tokenizer, texts: list[str], gids: np.ndarray | None) -> list[Unit]:
-    """Tokenize each record; with groups, one unit per group (records already in group order)."""
+    """Tokenize each record; with groups, one unit per group between marker lines (records in order)."""
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     if gids is None:
         return [Unit(ids, 1, i) for i, ids in enumerate(encoded)]
+    begin, end = (tokenizer(m + "\n", add_special_tokens=False)["input_ids"] for m in (BEGIN, END))
     units: dict[int, Unit] = {}
     for i, (gid, ids) in enumerate(zip(gids.tolist(), encoded, strict=True)):
-        unit = units.setdefault(gid, Unit([], 0, i))
+        unit = units.setdefault(gid, Unit(list(begin), 0, i))
         unit.ids.extend(ids)
         unit.n_records += 1
+    for unit in units.values():
+        unit.ids.extend(end)
     return list(units.values())
+
+
+def _group_metrics(units: list[Unit]) -> dict:
+    sizes = np.array([u.n_records for u in units])
+    return {
+        "groups": len(units),
+        "records_per_group_mean": float(sizes.mean()),
+        "records_per_group_max": int(sizes.max()),
+        "largest_group_tokens": max(len(u.ids) for u in units),
+    }

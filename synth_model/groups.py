@@ -1,0 +1,289 @@
+"""Grouped event records: one entity's records, in order, between begin/end marker lines.
+
+Training text of a group is `<group>` + one JSON line per record + `</group>`. Generated sequences
+are parsed back into groups, and a group is valid only when it is well formed, every record is
+valid, its key is constant and its records follow the order columns. Relaxations (off by default)
+accept unmarked runs, drop invalid records, unify the key or sort the records instead. Valid
+groups get fresh key values in the real keys' format, never a real key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from synth_model.config import GenerationConfig
+from synth_model.errors import DataError
+from synth_model.validate import RecordValidator
+
+BEGIN, END = "<group>", "</group>"
+MAX_MISSES = 1000  # collisions with taken values after which a key format counts as exhausted
+KEY_SHARE = 0.5  # a group column with at least this many distinct values per group identifies entities
+
+
+def cap_groups(gids: np.ndarray, limit: int | None, strategy: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to keep and their (possibly split) group ids, for rows already sorted in group order.
+
+    `most_recent` keeps each group's last `limit` rows; `windows` splits a long group into
+    consecutive windows of at most `limit` rows, each its own training group.
+    """
+    keep = np.ones(len(gids), dtype=bool)
+    if limit is None:
+        return keep, gids
+    position = np.zeros(len(gids), dtype=np.int64)
+    counts: Counter[int] = Counter()
+    for i, gid in enumerate(gids.tolist()):
+        position[i] = counts[gid]
+        counts[gid] += 1
+    size = np.array([counts[g] for g in gids.tolist()])
+    if strategy == "most_recent":
+        keep = position >= size - limit
+        return keep, gids
+    window = position // limit
+    pairs = {pair: i for i, pair in enumerate(dict.fromkeys(zip(gids.tolist(), window.tolist(), strict=True)))}
+    return keep, np.array([pairs[p] for p in zip(gids.tolist(), window.tolist(), strict=True)], dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------ fresh keys
+POOLS = {"#9": "0123456789", "#A": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "#a": "abcdefghijklmnopqrstuvwxyz"}
+
+
+def _template(value: str) -> tuple[str, ...]:
+    """Per character: a class token (#9 digit, #A upper, #a lower) or the literal `=c`."""
+    return tuple(
+        "#9"
+        if c.isdigit()
+        else "#A"
+        if c.isascii() and c.isupper()
+        else "#a"
+        if c.isascii() and c.islower()
+        else "=" + c
+        for c in value
+    )
+
+
+def _digest(value) -> str:
+    return hashlib.blake2b(str(value).encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class KeyFactory:
+    """Makes new values for an entity key column in the real values' format.
+
+    Stores each format (character classes per position, with positions that never vary kept
+    literally, like the `N` of a tail number) and hashes of the real values, never the values.
+    """
+
+    column: str
+    kind: str  # "string" or "integer"
+    formats: list[tuple] = field(default_factory=list)  # (tokens, count), or (digits, count) for integers
+    real_hashes: set[str] = field(default_factory=set)
+
+    @classmethod
+    def learn(cls, column: str, values: list) -> KeyFactory:
+        values = [v for v in values if v is not None]
+        if all(isinstance(v, int) for v in values):
+            counts = Counter(len(str(abs(v))) for v in values)
+            return cls(column, "integer", sorted((str(k), n) for k, n in counts.items()), {_digest(v) for v in values})
+        by_template: dict[tuple, list[str]] = {}
+        for v in map(str, values):
+            by_template.setdefault(_template(v), []).append(v)
+        formats = []
+        for template, members in by_template.items():
+            fixed = [
+                "=" + members[0][i] if len(members) > 1 and len({m[i] for m in members}) == 1 else t
+                for i, t in enumerate(template)
+            ]
+            formats.append(("".join(fixed), fixed, len(members)))
+        formats = [(tokens, n) for _, tokens, n in sorted(formats)]
+        return cls(column, "string", sorted(formats), {_digest(v) for v in values})
+
+    def make(self, n: int, rng: random.Random) -> list:
+        """`n` distinct new values, none equal to a real one; a format that keeps colliding (nearly
+        all its values are taken) is dropped while others remain."""
+        shapes, weights = (list(x) for x in zip(*self.formats, strict=True))
+        misses = [0] * len(shapes)
+        out: list = []
+        used: set[str] = set()
+        while len(out) < n:
+            index = rng.choices(range(len(shapes)), weights)[0]
+            value = self._fill(shapes[index], rng)
+            digest = _digest(value)
+            if digest not in self.real_hashes and digest not in used:
+                used.add(digest)
+                out.append(value)
+                continue
+            misses[index] += 1
+            if misses[index] > MAX_MISSES:
+                if len(shapes) == 1:
+                    raise DataError(f"could not make {n} new values for group key '{self.column}' in its format")
+                for seq in (shapes, weights, misses):
+                    del seq[index]
+        return out
+
+    def _fill(self, shape: str, rng: random.Random):
+        if self.kind == "integer":
+            digits = int(shape)
+            return rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1)
+        return "".join(rng.choice(POOLS[t]) if t in POOLS else t[1:] for t in shape)
+
+    def dump(self) -> dict:
+        return {
+            "column": self.column,
+            "kind": self.kind,
+            "formats": self.formats,
+            "real_hashes": sorted(self.real_hashes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> KeyFactory:
+        formats = [(tokens if data["kind"] == "string" else str(tokens), n) for tokens, n in data["formats"]]
+        return cls(data["column"], data["kind"], formats, set(data["real_hashes"]))
+
+
+def learn_keys(table: pa.Table, group_by: list[str], n_groups: int) -> list[KeyFactory]:
+    """Factories for the group columns that identify entities (not, say, a region shared by many)."""
+    factories = []
+    for name in group_by:
+        column = table.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_integer(column.type)):
+            continue
+        values = column.unique().to_pylist()
+        if len(values) >= KEY_SHARE * n_groups:
+            factories.append(KeyFactory.learn(name, values))
+    return factories
+
+
+def save_keys(factories: list[KeyFactory], path: Path) -> None:
+    path.write_text(json.dumps([f.dump() for f in factories]))
+
+
+def load_keys(path: Path) -> list[KeyFactory]:
+    return [KeyFactory.from_dict(d) for d in json.loads(path.read_text())] if path.is_file() else []
+
+
+# --------------------------------------------------------------------------- validation
+@dataclass
+class GroupRules:
+    """What a generated group must satisfy (and which relaxations apply).
+
+    `group_by` holds the modelled group columns, which must be constant within a group; entity
+    keys are not modelled (they are made afresh per group) so they cannot drift.
+    """
+
+    group_by: list[str]
+    order_by: list[str]
+    accept_no_delineator: bool = False
+    ignore_invalid_records: bool = False
+    fix_non_unique_value: bool = False
+    fix_unordered_records: bool = False
+
+    @classmethod
+    def of(cls, group_by: list[str], order_by: list[str] | None, keys: list[KeyFactory], cfg: GenerationConfig):
+        made = {k.column for k in keys}
+        return cls(
+            [c for c in group_by if c not in made],
+            order_by or [],
+            cfg.group_by_accept_no_delineator,
+            cfg.group_by_ignore_invalid_records,
+            cfg.group_by_fix_non_unique_value,
+            cfg.group_by_fix_unordered_records,
+        )
+
+
+def split_groups(lines: list[str], ended: bool, accept_no_delineator: bool) -> tuple[list[list[str]], Counter]:
+    """Marked groups from one sequence's lines; problems counted by reason.
+
+    A group still open when the sequence was cut off is `truncated`, not invalid.
+    """
+    groups: list[list[str]] = []
+    problems: Counter[str] = Counter()
+    current: list[str] | None = None
+    loose: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text == BEGIN:
+            if current is not None:
+                problems["unterminated_group"] += 1
+            current = []
+        elif text == END:
+            if current is None:
+                problems["no_delineator"] += 1
+            else:
+                groups.append(current)
+                current = None
+        elif current is not None:
+            current.append(line)
+        else:
+            loose.append(line)
+    if current is not None:
+        problems["truncated" if not ended else "unterminated_group"] += 1
+    if loose:
+        if accept_no_delineator:
+            groups.append(loose)
+        else:
+            problems["no_delineator"] += 1
+    return groups, problems
+
+
+def _sort_key(record: dict, order_by: list[str]):
+    return tuple(record[c] for c in order_by)
+
+
+def _ordered(records: list[dict], order_by: list[str]) -> bool:
+    for a, b in zip(records, records[1:], strict=False):
+        ka, kb = _sort_key(a, order_by), _sort_key(b, order_by)
+        if None in ka or None in kb:
+            continue
+        try:
+            if ka > kb:
+                return False
+        except TypeError:
+            return False
+    return True
+
+
+def check_group(
+    lines: list[str], validator: RecordValidator, rules: GroupRules
+) -> tuple[list[dict] | None, str | None, Counter]:
+    """(records, None, record reasons) for a valid group, or (None, reason, record reasons)."""
+    records, reasons = [], Counter()
+    for line in lines:
+        record, reason = validator.check(line)
+        if record is None:
+            reasons[reason] += 1
+            if not rules.ignore_invalid_records:
+                return None, "invalid_record", reasons
+        else:
+            records.append(record)
+    if not records:
+        return None, "empty_group", reasons
+    keys = {tuple(r[c] for c in rules.group_by) for r in records}
+    if len(keys) > 1:
+        if not rules.fix_non_unique_value:
+            return None, "non_unique_key", reasons
+        first = {c: records[0][c] for c in rules.group_by}
+        records = [r | first for r in records]
+    if rules.order_by and not _ordered(records, rules.order_by):
+        if not rules.fix_unordered_records:
+            return None, "unordered_records", reasons
+        try:
+            records = sorted(records, key=lambda r: tuple((v is None, v) for v in _sort_key(r, rules.order_by)))
+        except TypeError:
+            return None, "unordered_records", reasons
+    return records, None, reasons
+
+
+def assign_keys(groups: list[list[dict]], factories: list[KeyFactory], rng: random.Random) -> None:
+    """Give each group fresh key values (in place), the same for all of its records."""
+    for factory in factories:
+        for group, value in zip(groups, factory.make(len(groups), rng), strict=True):
+            for record in group:
+                record[factory.column] = value

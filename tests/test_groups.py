@@ -1,0 +1,136 @@
+"""Grouped events: capping, marker parsing, group validity rules and each relaxation, fresh keys."""
+
+import random
+
+import numpy as np
+import pytest
+
+from synth_model.config import GenerationConfig
+from synth_model.errors import ContextFitError
+from synth_model.groups import (
+    BEGIN,
+    END,
+    GroupRules,
+    KeyFactory,
+    assign_keys,
+    cap_groups,
+    check_group,
+    split_groups,
+)
+from synth_model.records import Unit, check_fit
+from synth_model.schema import ColumnRule, TableSchema
+from synth_model.validate import RecordValidator
+
+SCHEMA = TableSchema(
+    [
+        ColumnRule(
+            name="id",
+            kind="identifier",
+            arrow_type="string",
+            required=True,
+            min_length=4,
+            max_length=6,
+            pattern="^[A-Z0-9]+$",
+        ),
+        ColumnRule(name="t", kind="integer", arrow_type="int64", required=True, minimum=0, maximum=100),
+        ColumnRule(name="v", kind="categorical", arrow_type="string", required=True, categories=["a", "b"]),
+    ]
+)
+
+
+def rules(**relax) -> GroupRules:
+    return GroupRules(["id"], ["t"], **relax)
+
+
+def line(id_, t, v="a") -> str:
+    return f'{{"id":"{id_}","t":{t},"v":"{v}"}}'
+
+
+def test_cap_keeps_the_most_recent_rows_or_splits_windows():
+    gids = np.array([0, 0, 0, 0, 0, 1, 1])
+    keep, ids = cap_groups(gids, 2, "most_recent")
+    assert keep.tolist() == [False, False, False, True, True, True, True]
+    assert ids.tolist() == gids.tolist()
+    keep, ids = cap_groups(gids, 2, "windows")
+    assert keep.all()
+    assert ids.tolist() == [0, 0, 1, 1, 2, 3, 3]
+    keep, ids = cap_groups(gids, None, "windows")
+    assert keep.all() and ids is gids
+
+
+def test_markers_split_groups_and_name_what_is_wrong():
+    lines = [BEGIN, line("A1", 1), line("A1", 2), END, BEGIN, line("B2", 3), END, BEGIN, line("C3", 4)]
+    groups, problems = split_groups(lines, ended=False, accept_no_delineator=False)
+    assert [len(g) for g in groups] == [2, 1]
+    assert problems == {"truncated": 1}  # cut off by the token budget: not counted invalid
+    groups, problems = split_groups(lines, ended=True, accept_no_delineator=False)
+    assert problems == {"unterminated_group": 1}
+    groups, problems = split_groups([line("A1", 1), line("A1", 2)], ended=True, accept_no_delineator=False)
+    assert groups == [] and problems == {"no_delineator": 1}
+    groups, problems = split_groups([line("A1", 1), line("A1", 2)], ended=True, accept_no_delineator=True)
+    assert [len(g) for g in groups] == [2] and not problems
+
+
+def test_a_group_is_valid_only_when_every_rule_holds():
+    validator = RecordValidator(SCHEMA)
+    good = [line("XY99", 1), line("XY99", 5, "b")]
+    records, reason, _ = check_group(good, validator, rules())
+    assert reason is None and [r["t"] for r in records] == [1, 5]
+    assert check_group([line("XY99", 1), line("XY99", 5, "zzz")], validator, rules())[1] == "invalid_record"
+    assert check_group([line("XY99", 1), line("ZZ88", 5)], validator, rules())[1] == "non_unique_key"
+    assert check_group([line("XY99", 5), line("XY99", 1)], validator, rules())[1] == "unordered_records"
+    assert check_group(["not json"], validator, rules(ignore_invalid_records=True))[1] == "empty_group"
+
+
+def test_each_relaxation_repairs_its_own_problem_only():
+    validator = RecordValidator(SCHEMA)
+    records, reason, reasons = check_group(
+        [line("XY99", 1), line("XY99", 5, "zzz"), line("XY99", 7)], validator, rules(ignore_invalid_records=True)
+    )
+    assert reason is None and [r["t"] for r in records] == [1, 7] and reasons == {"unknown_category": 1}
+    records, reason, _ = check_group([line("XY99", 1), line("ZZ88", 5)], validator, rules(fix_non_unique_value=True))
+    assert reason is None and {r["id"] for r in records} == {"XY99"}
+    records, reason, _ = check_group([line("XY99", 5), line("XY99", 1)], validator, rules(fix_unordered_records=True))
+    assert reason is None and [r["t"] for r in records] == [1, 5]
+    assert check_group([line("XY99", 5), line("ZZ88", 1)], validator, rules(fix_unordered_records=True))[1] == (
+        "non_unique_key"
+    )
+
+
+def test_rules_take_the_relaxation_flags_from_the_generation_config():
+    cfg = GenerationConfig(group_by_accept_no_delineator=True, group_by_fix_unordered_records=True)
+    made = GroupRules.of(["id"], ["t"], [KeyFactory("id", "string", [("A9", 1)])], cfg)
+    assert made.accept_no_delineator and made.fix_unordered_records
+    assert not made.ignore_invalid_records and not made.fix_non_unique_value
+    assert made.group_by == [] and made.order_by == ["t"]  # a key made afresh is not checked
+
+
+def test_fresh_keys_keep_the_format_and_never_copy_a_real_key():
+    real = [f"N{n}AA" for n in range(100, 999)] + ["N1234B", "N5678B"]
+    factory = KeyFactory.learn("id", real)
+    made = factory.make(500, random.Random(0))
+    assert len(set(made)) == 500 and not set(made) & set(real)
+    assert all(v.startswith("N") and (v.endswith("AA") or v.endswith("B")) for v in made)
+    assert all(v[1:4].isdigit() for v in made)
+    ints = KeyFactory.learn("id", list(range(1000, 1100)))
+    new = ints.make(50, random.Random(1))
+    assert all(1000 <= v <= 9999 and v not in range(1000, 1100) for v in new)
+    restored = KeyFactory.from_dict(factory.dump())
+    assert restored.make(5, random.Random(3)) == factory.make(5, random.Random(3))
+    assert "N100AA" not in str(factory.dump())  # hashes, not values
+
+
+def test_assigned_keys_are_one_per_group():
+    groups = [[{"id": "x"}, {"id": "x"}], [{"id": "x"}]]
+    assign_keys(groups, [KeyFactory.learn("id", ["AB12", "CD34"])], random.Random(0))
+    assert groups[0][0]["id"] == groups[0][1]["id"] != groups[1][0]["id"]
+
+
+def test_context_fit_reports_the_largest_group_and_the_remedies():
+    units = [Unit([1] * 20, 2, 0), Unit([1] * 90, 9, 2), Unit([1] * 70, 7, 11)]
+    with pytest.raises(ContextFitError) as caught:
+        check_fit(units, prompt_len=5, context=64, grouped=True)
+    message = str(caught.value)
+    assert "2 of 3 groups" in message and "9 records = 90 tokens" in message and "row 2" in message
+    for remedy in ("rope_scaling_factor", "max_records_per_group", "windows", "columns"):
+        assert remedy in message

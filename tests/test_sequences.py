@@ -1,0 +1,45 @@
+"""Sequence statistics: zero distance on identical tables, large on broken ones."""
+
+import pyarrow as pa
+
+from synth_model.evaluate.sequences import ks_distance, sequence_stats
+
+REAL = pa.table(
+    {
+        "id": ["a", "a", "a", "b", "b", "c"],
+        "t": [1, 2, 5, 1, 3, 2],
+        "kind": ["x", "y", "y", "x", "y", "x"],
+        "amount": [1.0, 2.0, 3.0, 1.5, 2.5, 1.0],
+    }
+)
+
+
+def test_identical_tables_have_zero_distances():
+    stats = sequence_stats(REAL, REAL, ["id"], ["t"])
+    assert stats["groups"] == {"real": 3, "synthetic": 3}
+    assert stats["records_per_group"]["ks"] == 0
+    assert stats["order_violations"] == {"real": 0, "synthetic": 0}
+    assert stats["gaps"]["t"]["ks"] == 0 and stats["gaps"]["t"]["real"]["mean"] == 2.0
+    assert all(d == {"first": 0.0, "later": 0.0} for d in stats["first_vs_later"].values())
+
+
+def test_broken_sequences_score_badly():
+    broken = pa.table(
+        {
+            "id": ["p", "q", "r", "s", "s", "s"],
+            "t": [9, 9, 9, 7, 3, 1],  # one group out of order
+            "kind": ["y", "y", "y", "x", "x", "x"],  # first records are y, later ones x: swapped
+            "amount": [9.0, 9.0, 9.0, 8.0, 8.0, 8.0],
+        }
+    )
+    stats = sequence_stats(REAL, broken, ["id"], ["t"])
+    assert stats["order_violations"]["synthetic"] == 2
+    assert stats["records_per_group"]["ks"] > 0.3
+    assert stats["first_vs_later"]["kind"]["first"] > 0.5 and stats["first_vs_later"]["kind"]["later"] > 0.5
+    assert stats["first_vs_later"]["amount"]["first"] == 1.0  # disjoint values
+
+
+def test_ks_distance_bounds():
+    assert ks_distance([1, 2, 3], [1, 2, 3]) == 0
+    assert ks_distance([1, 2], [5, 6]) == 1
+    assert ks_distance([], [1]) is None
