@@ -177,12 +177,67 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
             ],
         )
 
+    report_key = key("report", name)
+    gate_checks = [
+        check
+        for check, bound in (
+            ("quality_gate", spec.gates.min_quality),
+            ("privacy_gate", spec.gates.min_privacy),
+            ("exact_copy_gate", spec.gates.max_exact_copy_rate),
+        )
+        if bound is not None
+    ]
+
+    @dg.asset(
+        key=report_key,
+        deps=[raw_key],
+        group_name=name,
+        kinds={"python"},
+        code_version=digest(spec.evaluation.model_dump(), spec.gates.model_dump()),
+        description=f"Quality and privacy report of the generated {name} rows (HTML + JSON, meta.evaluations).",
+        retry_policy=RETRY,
+        check_specs=[dg.AssetCheckSpec(c, asset=report_key, blocking=True) for c in gate_checks],
+    )
+    def report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        out = run_step(
+            pipeline.evaluate,
+            warehouse.warehouse(),
+            plan,
+            context.run.run_id,
+            warehouse.reports_root(),
+            context.log.info,
+        )
+        r, flat = out["result"], out["scores"]
+        summary = "\n".join(
+            [
+                f"**Quality** {r['quality']['overall']['score']:.2f} ({r['quality']['overall']['grade']}) · "
+                f"**Privacy** {r['privacy']['overall']['score']:.2f} ({r['privacy']['overall']['grade']}) · "
+                f"exact copies {r['exact_copy_rate']:.2%}",
+                "",
+                "| measure | score |",
+                "|---|---|",
+                *(f"| {k.replace('_', ' ')} | {v:.3f} |" for k, v in flat.items() if v is not None),
+            ]
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **{k: float(v) for k, v in flat.items() if v is not None},
+                "summary": dg.MetadataValue.md(summary),
+                "report_path": dg.MetadataValue.path(str(out["paths"]["html"])),
+                "evaluation_seconds": round(r["seconds"], 1),
+            },
+            check_results=[
+                dg.AssetCheckResult(check_name=c.name, passed=c.passed, description=c.description)
+                for c in out["checks"]
+            ],
+        )
+
     published_key = key("synthetic", name)
     checks = ["matches_source_schema", "has_rows"] + (["mapped_combinations_seen"] if spec.mapped_columns else [])
 
     @dg.asset(
         key=published_key,
-        deps=[raw_key],
+        deps=[raw_key, report_key],
         group_name=name,
         kinds={"duckdb"},
         code_version=digest(spec.mapped_columns, [(f.name, f.condition.sql()) for f in plan.filters]),
@@ -222,4 +277,4 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
             check_results=check_results,
         )
 
-    return [prepared, model, synthetic_raw, synthetic]
+    return [prepared, model, synthetic_raw, report, synthetic]

@@ -21,3 +21,7 @@ class WarehouseResource(dg.ConfigurableResource):
         """`models_dir`, else `SYNTH_MODELS`, else a `models/` folder beside the warehouse file."""
         chosen = self.models_dir or os.environ.get("SYNTH_MODELS")
         return Path(chosen) if chosen else self.warehouse().path.parent / "models"
+
+    def reports_root(self) -> Path:
+        """Evaluation reports: a `reports/` folder beside the warehouse file."""
+        return self.warehouse().path.parent / "reports"

@@ -1,4 +1,4 @@
-"""`synth train` and `synth generate`: progress bars while running, one summary line at the end,
+"""`synth train`, `synth generate` and `synth evaluate`: progress bars while running, one summary line at the end,
 metrics as JSON, and one clear `error:` line with a non-zero exit on anything a user can fix."""
 
 from __future__ import annotations
@@ -46,6 +46,19 @@ def _generate(args: argparse.Namespace) -> str:
     )
 
 
+def _evaluate(args: argparse.Namespace) -> str:
+    from synth_model.evaluate.report import save_report
+
+    synth = Synthesizer.load(args.model_dir)
+    result = synth.evaluate(read_input(args.real), read_input(args.synthetic), args.target)
+    paths = save_report(result, args.output)
+    q, p = result["quality"]["overall"], result["privacy"]["overall"]
+    return (
+        f"quality {q['score']:.1f} ({q['grade']}), privacy {p['score']:.1f} ({p['grade']}), "
+        f"exact copies {result['exact_copy_rate']:.2%} in {result['seconds']:.0f}s -> {paths['html']}, {paths['json']}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", dest="top_p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=None)
     gen.set_defaults(run=_generate)
+    ev = sub.add_parser("evaluate", help="quality and privacy report of synthetic rows (HTML + JSON)")
+    ev.add_argument("model_dir")
+    ev.add_argument("--real", required=True, help="the table the model was fitted on (same forms as train's input)")
+    ev.add_argument("--synthetic", required=True, help="the synthetic table (.csv, .parquet, .jsonl, duckdb:...)")
+    ev.add_argument("--output", required=True, help="folder for report.html and evaluation.json")
+    ev.add_argument("--target", help="column for the machine-learning utility test")
+    ev.set_defaults(run=_evaluate)
     return parser
 
 

@@ -192,6 +192,32 @@ class Synthesizer:
             output_schema=self.schema,
         )
 
+    def evaluate(self, real, synthetic, target: str | None = None, quasi_identifiers: list[str] | None = None) -> dict:
+        """Quality and privacy of `synthetic` against the real table this model was fitted on.
+
+        Training rows are `real` minus the model's holdout; the holdout is the unseen reference.
+        """
+        from synth_model.evaluate.report import evaluate, training_rows
+
+        if self.holdout is None:
+            raise SynthError("the synthesizer is not fitted: call fit() or Synthesizer.load(dir) first")
+        real, synthetic = as_arrow(real), as_arrow(synthetic)
+        for name, table in (("real", real), ("synthetic", synthetic)):
+            missing = [c for c in self.holdout.column_names if c not in table.column_names]
+            if missing:
+                raise DataError(f"the {name} table lacks column(s) {missing} that the model was trained on")
+        if target is not None and target not in self.holdout.column_names:
+            raise DataError(f"target column '{target}' is not in the table; columns: {self.holdout.column_names}")
+        made = [k.column for k in self.keys]  # entity keys are new values by design: not compared
+        columns = [c for c in self.holdout.column_names if c not in made]
+        training = training_rows(real.select(columns), self.holdout.select(columns))
+        if self.holdout.num_rows == 0 or training.num_rows == 0:
+            raise DataError(
+                "evaluation needs the model's holdout rows and the real training rows: fit with data.holdout > 0 "
+                "and pass the table the model was fitted on"
+            )
+        return evaluate(training, self.holdout.select(columns), synthetic.select(columns), target, quasi_identifiers)
+
     # ---------------------------------------------------------- save / load
     def save(self, directory: str | Path) -> Path:
         """Write every artifact into `directory` atomically (a temp folder renamed into place)."""

@@ -107,3 +107,25 @@ def test_errors_are_one_line_and_write_nothing(argv, message, csv_input, tmp_pat
     assert code == 2
     assert len(errors) == 1 and message in errors[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_writes_report_and_json(fitted_credit, credit, tmp_path, capsys):
+    _, model_dir = fitted_credit
+    real, synthetic = tmp_path / "real.parquet", tmp_path / "synthetic.parquet"
+    pq.write_table(credit.slice(0, 3000), real)
+    assert main(["generate", str(model_dir), "--num-records", "400", "--seed", "4", "--output", str(synthetic)]) == 0
+    out = tmp_path / "report"
+    argv = ["evaluate", str(model_dir), "--real", str(real), "--synthetic", str(synthetic), "--output", str(out)]
+    assert main([*argv, "--target", "Status"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("quality ") and "privacy " in summary and "report.html" in summary
+    result = json.loads((out / "evaluation.json").read_text())
+    assert result["rows"]["holdout"] == 200 and result["rows"]["synthetic"] == 400
+    assert 2790 <= result["rows"]["training"] <= 2800  # the input minus the holdout rows (and their duplicates)
+    assert 0 <= result["quality"]["overall"]["score"] <= 10 and result["privacy"]["overall"]["grade"]
+    assert result["utility"]["target"] == "Status"
+    assert 'id="correlations"' in (out / "report.html").read_text()
+    assert main([*argv, "--target", "nope"]) == 2
+    assert _error_lines(capsys.readouterr().err) == [
+        "error: target column 'nope' is not in the table; columns: " + str(credit.column_names)
+    ]

@@ -86,7 +86,7 @@ def test_every_asset_materializes_and_publishes(project):
     assert project.result.success, [e.message for e in project.result.all_events if e.is_failure]
     wh = project.warehouse
     for table in ("planes", "flights"):
-        for step in ("prepared", "model", "synthetic_raw", "synthetic"):
+        for step in ("prepared", "model", "synthetic_raw", "report", "synthetic"):
             assert project.instance.get_latest_materialization_event(dg.AssetKey([step, table])) is not None
         prepared = wh.read_table(f"prepared.{table}")
         published = wh.read_table(f"synthetic.{table}")
@@ -164,6 +164,37 @@ def test_published_mappings_all_occur_in_the_training_data(project):
         "SELECT count(*) FROM synthetic.flights WHERE distance / (air_time / 60.0) NOT BETWEEN 100 AND 700"
     )
     assert speed == 0
+
+
+def test_report_scores_reach_metadata_files_and_sql(project):
+    metadata = latest_metadata(project.instance, "report", "planes")
+    assert 0 <= metadata["quality"].value <= 10 and 0 <= metadata["privacy"].value <= 10
+    assert "**Quality**" in metadata["summary"].value
+    report = Path(metadata["report_path"].value)
+    assert report.is_file() and 'id="privacy"' in report.read_text()
+    assert (report.parent / "evaluation.json").is_file()
+    metrics = project.warehouse.read(
+        f"SELECT metric, value FROM meta.evaluations WHERE table_name = 'planes' AND run_id = '{project.result.run_id}'"
+    ).to_pylist()
+    assert {m["metric"] for m in metrics} >= {
+        "quality",
+        "privacy",
+        "exact_copy_rate",
+        "membership_inference_protection",
+    }
+
+
+def test_failing_quality_gate_keeps_the_published_table(project, tmp_path):
+    before = project.warehouse.checksum("synthetic.planes")
+    strict = make_project(
+        tmp_path, SPEC.replace("min_valid_fraction: 0.5", "min_valid_fraction: 0.5, min_quality: 9.99")
+    )
+    _, result = materialize(project, "refresh_planes", strict)
+    assert not result.success
+    assert [
+        (e.check_name, e.passed) for e in result.get_asset_check_evaluations() if e.check_name == "quality_gate"
+    ] == [("quality_gate", False)]
+    assert project.warehouse.checksum("synthetic.planes") == before
 
 
 def test_rerun_reuses_the_model_and_adds_a_version(project):

@@ -4,6 +4,7 @@
 - `meta.lineage`: one row per published table version: run, sources and their checksums, SQL,
   model, config, rows in and out, valid fraction, post-processing counts, times.
 - `meta.column_lineage`: synthetic column -> source table and column, per version.
+- `meta.evaluations`: one row per evaluation run and metric (quality, privacy and their parts).
 Rows are written in the same transaction as the table swap they describe.
 """
 
@@ -27,6 +28,9 @@ CREATE TABLE IF NOT EXISTS meta.lineage (
     rows_in BIGINT, rows_generated BIGINT, rows_out BIGINT, valid_fraction DOUBLE,
     dropped_unseen_mappings BIGINT, dropped_by_filters VARCHAR,
     started_at TIMESTAMP, finished_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS meta.evaluations (
+    table_name VARCHAR, run_id VARCHAR, model_id VARCHAR, metric VARCHAR, value DOUBLE, evaluated_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS meta.column_lineage (
     table_name VARCHAR, version INTEGER, column_name VARCHAR, source_table VARCHAR, source_column VARCHAR
@@ -105,3 +109,10 @@ def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'meta' AND table_name = ?", [table]
         ).fetchone()[0]
     )
+
+
+def record_evaluation(con: duckdb.DuckDBPyConnection, table: str, run_id: str, model_id: str, metrics: dict) -> None:
+    ensure(con)
+    at = now()
+    rows = [(table, run_id, model_id, name, value, at) for name, value in metrics.items() if value is not None]
+    con.executemany("INSERT INTO meta.evaluations VALUES (?, ?, ?, ?, ?, ?)", rows)

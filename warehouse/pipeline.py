@@ -20,6 +20,7 @@ import duckdb
 
 from synth_model import Synthesizer
 from synth_model.errors import DataError
+from synth_model.evaluate.report import save_report
 from synth_model.evaluate.sequences import sequence_stats
 from warehouse import audit
 from warehouse.spec import digest
@@ -193,6 +194,52 @@ def generate(warehouse: Warehouse, plan: Plan, run_id: str, log: Log = print) ->
         target, result.table, after=lambda con: audit.log_step(con, spec.name, "synthetic_raw", run_id, started, stats)
     )
     return stats | {"table": target, "rows": rows, "preview": result.table.slice(0, 10)}
+
+
+# -------------------------------------------------------------------------- evaluate
+def scores(result: dict) -> dict[str, float | None]:
+    """The evaluation's numbers, flat: overall and per-measure scores, copy rate, utility."""
+    flat = {"quality": result["quality"]["overall"]["score"], "privacy": result["privacy"]["overall"]["score"]}
+    for section in ("quality", "privacy"):
+        flat |= {name: part.get("score") for name, part in result[section].items() if name != "overall"}
+    flat["exact_copy_rate"] = result["exact_copy_rate"]
+    if result.get("utility"):
+        for side in ("train_real", "train_synthetic"):
+            flat |= {f"utility_{side}_{k}": v for k, v in result["utility"][side].items()}
+    return flat
+
+
+def evaluate(warehouse: Warehouse, plan: Plan, run_id: str, reports_root: Path, log: Log = print) -> dict:
+    """Quality and privacy of `synthetic_raw.T` against the prepared rows; report files + meta rows + gates."""
+    started = audit.now()
+    spec = plan.spec
+    with warehouse.connect(read_only=True) as con:
+        model = _require_step(con, spec.name, "model", f"report/{spec.name}")
+        generated = _require_step(con, spec.name, "synthetic_raw", f"report/{spec.name}")
+    synth = Synthesizer.load(model["model_path"])
+    real = warehouse.read(model["training_query"])
+    synthetic = warehouse.read_table(names(spec.name)["synthetic_raw"])
+    log(f"{spec.name}: evaluating {synthetic.num_rows} synthetic rows against {real.num_rows} real rows")
+    result = synth.evaluate(real, synthetic, spec.evaluation.target, spec.evaluation.quasi_identifiers)
+    paths = save_report(result, Path(reports_root) / spec.name / run_id, title=f"synthetic.{spec.name}")
+    flat = scores(result)
+    with warehouse.connect() as con:
+        audit.record_evaluation(con, spec.name, run_id, generated["model_id"], flat)
+        audit.log_step(con, spec.name, "report", run_id, started, {"report": str(paths["html"]), **flat})
+    gates = spec.gates
+    checks = []
+    for name, value, floor, ceiling in (
+        ("quality_gate", flat["quality"], gates.min_quality, None),
+        ("privacy_gate", flat["privacy"], gates.min_privacy, None),
+        ("exact_copy_gate", flat["exact_copy_rate"], None, gates.max_exact_copy_rate),
+    ):
+        if floor is None and ceiling is None:
+            continue
+        passed = value is not None and (floor is None or value >= floor) and (ceiling is None or value <= ceiling)
+        bound = f">= {floor}" if floor is not None else f"<= {ceiling}"
+        shown = "no score" if value is None else f"{value:.3f}"
+        checks.append(Check(name, passed, f"{shown} {'meets' if passed else 'misses'} the gate {bound}", {}))
+    return {"result": result, "scores": flat, "paths": paths, "checks": checks}
 
 
 # --------------------------------------------------------------------------- publish

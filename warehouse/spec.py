@@ -46,6 +46,16 @@ class Gates(_Strict):
     """Minimums a run must reach before its table is published."""
 
     min_valid_fraction: float = Field(0.9, ge=0, le=1, description="valid generated records / all generated")
+    min_quality: float | None = Field(None, ge=0, le=10, description="overall quality score (0-10)")
+    min_privacy: float | None = Field(None, ge=0, le=10, description="overall privacy score (0-10)")
+    max_exact_copy_rate: float | None = Field(None, ge=0, le=1, description="synthetic rows equal to a training row")
+
+
+class Evaluation(_Strict):
+    """What the evaluation report needs beyond the data."""
+
+    target: str | None = Field(None, description="column for the machine-learning utility test")
+    quasi_identifiers: list[str] | None = Field(None, description="columns an attacker knows (default: chosen)")
 
 
 class TableSpec(_Strict):
@@ -61,6 +71,7 @@ class TableSpec(_Strict):
     generation: dict[str, Any] = {}
     filters: list[str] = Field([], description="files under sql/filters/, each a condition rows must meet")
     gates: Gates = Gates()
+    evaluation: Evaluation = Evaluation()
     schedule: str | None = Field(None, description="cron expression for scheduled refreshes")
 
     @field_validator("name")

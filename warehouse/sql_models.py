@@ -231,6 +231,14 @@ def _plan(spec: Spec, table: TableSpec, con: duckdb.DuckDBPyConnection) -> Plan:
             f"{spec.where(table.name, 'mapped_columns')}: table '{table.name}': the joined column name(s) {taken} "
             "already exist in the prepared rows; rename those columns in the preparation SQL"
         )
+    evaluated = [c for c in [table.evaluation.target, *(table.evaluation.quasi_identifiers or [])] if c]
+    mapped_members = {c for g in table.mapped_columns for c in g}
+    unusable = [c for c in evaluated if c not in prep.columns or c in mapped_members]
+    if unusable:
+        raise SpecError(
+            f"{spec.where(table.name, 'evaluation')}: table '{table.name}': evaluation names column(s) {unusable} "
+            f"that are not (unmapped) prepared columns; columns: {prep.columns}"
+        )
     filters = [load_filter(spec, table, name, prep.columns) for name in table.filters]
     return Plan(spec=table, preparation=prep, filters=filters)
 

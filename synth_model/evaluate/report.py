@@ -1,0 +1,237 @@
+"""The evaluation: every measure on (training, holdout, synthetic), overall scores, grades, HTML.
+
+`evaluate` returns one JSON-able dict; `render_html` turns it into one self-contained page (inline
+SVG, no scripts or external files) with the score summary, per-column distributions, correlation
+heatmaps, the PCA scatter and the privacy attacks.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from synth_model.evaluate import attribute, copies, correlations, deep_structure, distributions, membership, utility
+from synth_model.evaluate.encoding import Encoder, frame, is_numeric
+
+GRADES = ((8, "Excellent"), (6, "Good"), (4, "Moderate"), (2, "Poor"), (0, "Very poor"))
+
+
+def grade(score: float | None) -> str | None:
+    if score is None:
+        return None
+    return next(name for floor, name in GRADES if score >= floor)
+
+
+def _overall(parts: dict) -> dict:
+    scores = [p["score"] for p in parts.values() if p.get("score") is not None]
+    score = float(np.mean(scores)) if scores else None
+    return {"score": score, "grade": grade(score)}
+
+
+def evaluate(
+    training: pa.Table,
+    holdout: pa.Table,
+    synthetic: pa.Table,
+    target: str | None = None,
+    quasi_identifiers: list[str] | None = None,
+) -> dict:
+    """Quality and privacy of `synthetic` against the real `training` rows and the unseen `holdout`."""
+    started = time.perf_counter()
+    real, held, synth = frame(training), frame(holdout), frame(synthetic.select(training.column_names))
+    encoder = Encoder.fit(real)
+    quality = {
+        "column_distribution_stability": distributions.measure(real, synth),
+        "column_correlation_stability": correlations.measure(real, synth),
+        "deep_structure_stability": deep_structure.measure(real, synth, encoder),
+    }
+    privacy = {
+        "membership_inference_protection": membership.measure(real, held, synth, encoder),
+        "attribute_inference_protection": attribute.measure(real, held, synth, quasi_identifiers),
+        "distance_to_closest_record": copies.measure(real, held, synth, encoder),
+    }
+    result = {
+        "rows": {"training": len(real), "holdout": len(held), "synthetic": len(synth)},
+        "quality": {"overall": _overall(quality), **quality},
+        "privacy": {"overall": _overall(privacy), **privacy},
+        "exact_copy_rate": privacy["distance_to_closest_record"]["exact_copy_rate"],
+        "utility": utility.measure(real, held, synth, target) if target else None,
+        "distributions": _distribution_samples(real, synth),
+    }
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def _distribution_samples(real: pd.DataFrame, synth: pd.DataFrame, bins: int = 12) -> dict:
+    """Per column, the real and synthetic shares per bin or category, for the report's plots."""
+    out = {}
+    for name in real.columns:
+        r, s = real[name], synth[name]
+        if is_numeric(r):
+            values = r.dropna().astype(float)
+            edges = np.histogram_bin_edges(values, bins=bins) if len(values) else np.array([0.0, 1.0])
+            hr = np.histogram(values, edges)[0]
+            hs = np.histogram(pd.to_numeric(s, errors="coerce").dropna().clip(edges[0], edges[-1]), edges)[0]
+            labels = [f"{edges[i]:.3g}" for i in range(bins)]
+        else:
+            top = r.astype(str).value_counts().index[:bins]
+            hr = r.astype(str).value_counts().reindex(top, fill_value=0).to_numpy()
+            hs = s.astype(str).value_counts().reindex(top, fill_value=0).to_numpy()
+            labels = list(top)
+        out[name] = {
+            "labels": labels,
+            "real": (hr / max(hr.sum(), 1)).round(4).tolist(),
+            "synthetic": (hs / max(hs.sum(), 1)).round(4).tolist(),
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------------ HTML
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.2f}" if isinstance(value, float) else _e(value)
+
+
+def _bars(spec: dict, width: int = 360, height: int = 120) -> str:
+    n = len(spec["labels"])
+    if not n:
+        return ""
+    top = max(max(spec["real"], default=0), max(spec["synthetic"], default=0)) or 1
+    slot = width / n
+    parts = [f'<svg width="{width}" height="{height + 14}" role="img">']
+    for i in range(n):
+        for k, (key, color) in enumerate((("real", "#4c78a8"), ("synthetic", "#f58518"))):
+            h = spec[key][i] / top * height
+            x = i * slot + k * slot / 2
+            parts.append(
+                f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{slot / 2 - 1:.1f}" height="{h:.1f}" '
+                f'fill="{color}"><title>{_e(spec["labels"][i])}: {key} {spec[key][i]:.3f}</title></rect>'
+            )
+    parts.append(f'<text x="0" y="{height + 12}" font-size="10">{_e(spec["labels"][0])}</text></svg>')
+    return "".join(parts)
+
+
+def _heatmap(matrix: list[list[float]], labels: list[str], title: str, signed: bool) -> str:
+    size = 16
+    n = len(labels)
+    parts = [f'<figure><figcaption>{_e(title)}</figcaption><svg width="{n * size + 2}" height="{n * size + 2}">']
+    for i in range(n):
+        for j in range(n):
+            v = matrix[i][j]
+            a = min(abs(v), 1.0)
+            color = f"rgba(214,39,40,{a:.2f})" if (signed and v < 0) else f"rgba(31,119,180,{a:.2f})"
+            parts.append(
+                f'<rect x="{j * size}" y="{i * size}" width="{size}" height="{size}" fill="{color}">'
+                f"<title>{_e(labels[i])} / {_e(labels[j])}: {v:.3f}</title></rect>"
+            )
+    parts.append("</svg></figure>")
+    return "".join(parts)
+
+
+def _scatter(projection: dict, size: int = 320) -> str:
+    points = {k: np.asarray(v[:600]) for k, v in projection.items() if len(v)}
+    everything = np.vstack(list(points.values()))
+    lo, hi = everything.min(axis=0), everything.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1)
+    parts = [f'<svg width="{size}" height="{size}" role="img">']
+    for key, color in (("real", "#4c78a8"), ("synthetic", "#f58518")):
+        for x, y in (points.get(key, np.zeros((0, 2))) - lo) / span * (size - 8) + 4:
+            parts.append(f'<circle cx="{x:.1f}" cy="{size - y:.1f}" r="1.6" fill="{color}" fill-opacity="0.5"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(result: dict, title: str = "Synthetic data evaluation") -> str:
+    q, p = result["quality"], result["privacy"]
+    rows = "".join(
+        f"<tr><td>{_e(name.replace('_', ' '))}</td><td>{_fmt(part.get('score'))}</td><td>{_e(grade(part.get('score')) or '')}</td></tr>"
+        for section in (q, p)
+        for name, part in section.items()
+        if name != "overall"
+    )
+    corr = q["column_correlation_stability"]
+    heatmaps = ""
+    if corr.get("score") is not None:
+        diff = (np.abs(np.asarray(corr["real"]) - np.asarray(corr["synthetic"]))).tolist()
+        heatmaps = "".join(
+            [
+                _heatmap(corr["real"], corr["columns"], "real", True),
+                _heatmap(corr["synthetic"], corr["columns"], "synthetic", True),
+                _heatmap(diff, corr["columns"], "absolute difference", False),
+            ]
+        )
+    deep = q["deep_structure_stability"]
+    scatter = _scatter(deep["projection"]) if deep.get("projection") else "<p>no projection</p>"
+    columns = "".join(
+        f"<figure><figcaption>{_e(name)} (JS distance "
+        f"{_fmt(q['column_distribution_stability']['per_column'].get(name))})</figcaption>{_bars(spec)}</figure>"
+        for name, spec in result["distributions"].items()
+    )
+    attacks = "".join(
+        f"<tr><td>{a['member_share']}</td><td>{a['quantile']}</td><td>{a['precision']:.3f}</td><td>{a['accuracy']:.3f}</td></tr>"
+        for a in p["membership_inference_protection"]["attacks"]
+    )
+    dcr = p["distance_to_closest_record"]
+    utility_html = ""
+    if result.get("utility"):
+        u = result["utility"]
+        utility_html = (
+            f"<section id='utility'><h2>Machine-learning utility ({_e(u['task'])}, target {_e(u['target'])})</h2>"
+            f"<p>trained on real: {_e(u['train_real'])}; trained on synthetic: {_e(u['train_synthetic'])}</p></section>"
+        )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 8px}}figure{{display:inline-block;margin:0 1rem 1rem 0}}
+.legend span{{padding:0 6px;color:#fff}}</style></head><body>
+<h1>{_e(title)}</h1>
+<p>{result["rows"]["training"]} training rows, {result["rows"]["holdout"]} holdout rows, {result["rows"]["synthetic"]} synthetic rows.</p>
+<section id="scores"><h2>Scores</h2>
+<p>Quality: <b>{_fmt(q["overall"]["score"])}</b> ({_e(q["overall"]["grade"])}) &middot; Privacy: <b>{_fmt(p["overall"]["score"])}</b>
+({_e(p["overall"]["grade"])}) &middot; exact copies of training rows: {result["exact_copy_rate"]:.2%}</p>
+<table><tr><th>measure</th><th>score (0-10)</th><th>grade</th></tr>{rows}</table></section>
+<section id="distributions"><h2>Column distributions</h2>
+<p class="legend"><span style="background:#4c78a8">real</span> <span style="background:#f58518">synthetic</span></p>{columns}</section>
+<section id="correlations"><h2>Correlations</h2>{heatmaps}</section>
+<section id="pca"><h2>Principal components (fitted on real)</h2>{scatter}</section>
+<section id="privacy"><h2>Privacy attacks</h2>
+<p>Distance to closest record: median synthetic {dcr["dcr_synthetic_median"]:.3f}, holdout {dcr["dcr_holdout_median"]:.3f};
+share of synthetic rows closer to training than 95% of holdout rows: {dcr["closer_than_holdout_share"]:.3f}</p>
+<table><tr><th>member share</th><th>threshold quantile</th><th>precision</th><th>accuracy</th></tr>{attacks}</table></section>
+{utility_html}
+</body></html>
+"""
+
+
+def training_rows(real: pa.Table, holdout: pa.Table) -> pa.Table:
+    """The real rows a model was trained on: the input minus its held-out rows (compared whole)."""
+    keys = frame(real.select(holdout.column_names)).astype(str).agg("\x1f".join, axis=1)
+    held = set(frame(holdout).astype(str).agg("\x1f".join, axis=1))
+    return real.filter(pa.array(~keys.isin(held).to_numpy()))
+
+
+def save_report(result: dict, directory: str | Path, title: str = "Synthetic data evaluation") -> dict[str, Path]:
+    """Write `evaluation.json` and `report.html` into `directory`, each through a temp file renamed in place."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "evaluation.json", "html": out / "report.html"}
+    texts = {"json": json.dumps(result, indent=2, default=str), "html": render_html(result, title)}
+    for key, path in paths.items():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=out)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(texts[key])
+        os.replace(tmp, path)
+    return paths

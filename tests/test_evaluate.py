@@ -1,0 +1,98 @@
+"""Each evaluation measure: identical data scores at the top, broken data lower, copies raise alarms."""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from synth_model.evaluate import attribute, copies, correlations, deep_structure, distributions, membership, utility
+from synth_model.evaluate.encoding import Encoder
+from synth_model.evaluate.report import evaluate, grade, render_html
+
+
+def make(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": 2 * x + rng.normal(scale=0.3, size=n),
+            "sign": np.where(x > 0, "pos", "neg"),
+            "level": rng.choice(["a", "b", "c", "d"], size=n, p=[0.4, 0.3, 0.2, 0.1]),
+            "count": rng.poisson(3, size=n),
+        }
+    )
+
+
+TRAIN, HOLDOUT, FRESH = make(1500, 1), make(500, 2), make(1500, 3)
+
+
+def shuffled(df: pd.DataFrame) -> pd.DataFrame:
+    """Every column permuted on its own: marginals kept, associations destroyed."""
+    rng = np.random.default_rng(7)
+    return pd.DataFrame({c: df[c].to_numpy()[rng.permutation(len(df))] for c in df.columns})
+
+
+def test_distribution_stability():
+    assert distributions.measure(TRAIN, TRAIN)["score"] == pytest.approx(10)
+    fresh = distributions.measure(TRAIN, FRESH)["score"]
+    noisy = FRESH.assign(x=FRESH.x + 1.5, level=FRESH.level.replace({"a": "d"}))
+    assert 9 < fresh < 10
+    assert distributions.measure(TRAIN, noisy)["score"] < fresh - 1
+
+
+def test_correlation_stability():
+    assert correlations.measure(TRAIN, TRAIN)["score"] == pytest.approx(10)
+    fresh = correlations.measure(TRAIN, FRESH)["score"]
+    broken = correlations.measure(TRAIN, shuffled(FRESH))["score"]
+    assert fresh > 9.5 and broken < fresh - 2
+    assert correlations.theils_u(TRAIN.sign, TRAIN.sign) == pytest.approx(1)
+    assert correlations.correlation_ratio(TRAIN.sign, TRAIN.x) > 0.7
+
+
+def test_deep_structure_stability():
+    assert deep_structure.measure(TRAIN, TRAIN)["score"] == pytest.approx(10)
+    fresh = deep_structure.measure(TRAIN, FRESH)["score"]
+    assert fresh > 8.5 and deep_structure.measure(TRAIN, shuffled(FRESH))["score"] < fresh - 1
+
+
+def test_copies_drive_dcr_and_membership_to_the_alarm_side():
+    encoder = Encoder.fit(TRAIN)
+    copied = TRAIN.sample(800, random_state=0)
+    dcr_copy = copies.measure(TRAIN, HOLDOUT, copied, encoder)
+    dcr_fresh = copies.measure(TRAIN, HOLDOUT, FRESH, encoder)
+    assert dcr_copy["exact_copy_rate"] == 1.0 and dcr_copy["score"] == 0
+    assert dcr_fresh["exact_copy_rate"] == 0.0 and dcr_fresh["score"] > 8
+    mia_copy = membership.measure(TRAIN, HOLDOUT, copied, encoder)
+    mia_fresh = membership.measure(TRAIN, HOLDOUT, FRESH, encoder)
+    assert mia_copy["score"] < 3 and mia_fresh["score"] > 8
+
+
+def test_copies_leak_attributes_more_than_fresh_rows():
+    copied = TRAIN.sample(800, random_state=0)
+    leaky = attribute.measure(TRAIN, HOLDOUT, copied, ["x", "level"])
+    fresh = attribute.measure(TRAIN, HOLDOUT, FRESH, ["x", "level"])
+    assert leaky["score"] < fresh["score"] and fresh["score"] > 9
+    assert set(leaky["per_column"]) == {"y", "sign", "count"}
+
+
+def test_utility_trains_on_each_and_tests_on_the_holdout():
+    result = utility.measure(TRAIN, HOLDOUT, FRESH, "sign")
+    assert result["task"] == "classification"
+    assert result["train_real"]["accuracy"] > 0.9 and result["train_synthetic"]["accuracy"] > 0.9
+    broken = utility.measure(TRAIN, HOLDOUT, shuffled(FRESH), "sign")
+    assert broken["train_synthetic"]["accuracy"] < 0.7
+    assert utility.measure(TRAIN, HOLDOUT, FRESH, "y")["task"] == "regression"
+
+
+def test_grades_and_report_sections():
+    assert [grade(s) for s in (9, 8, 6.5, 4, 2.1, 0.5, None)] == [
+        "Excellent", "Excellent", "Good", "Moderate", "Poor", "Very poor", None,
+    ]  # fmt: skip
+    result = evaluate(*(pa.Table.from_pandas(d, preserve_index=False) for d in (TRAIN, HOLDOUT, FRESH)), target="sign")
+    assert result["quality"]["overall"]["grade"] in {"Excellent", "Good"}
+    assert result["privacy"]["overall"]["score"] > 8
+    page = render_html(result)
+    for section in ("scores", "distributions", "correlations", "pca", "privacy", "utility"):
+        assert f'id="{section}"' in page or f"id='{section}'" in page
+    assert "<script" not in page and "http" not in page.replace("http://www.w3.org", "")
