@@ -2,9 +2,9 @@
 
 The attacker holds a set of real rows, a share of them training members and the rest holdout
 rows, and calls a row a member when its nearest synthetic row is closer than a threshold. Over
-member shares (10%, 50%, 90%) and thresholds (distance quantiles), the attack's advantage is its
-precision above the member share, scaled to [0, 1]; accuracy is reported too. Score = 10 x
-(1 - mean over shares of the best advantage): 10 = no better than guessing.
+member shares (10%, 50%, 90%) and thresholds (distance quantiles flagging at least 30 rows), the
+attack's advantage is its precision above the member share, scaled to [0, 1]; accuracy is reported
+too. Score = 10 x (1 - mean advantage over thresholds and shares): 10 = no better than guessing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from synth_model.evaluate.encoding import Encoder
 
 SHARES = (0.1, 0.5, 0.9)
 QUANTILES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
-MIN_PRECISION_SUPPORT = 5  # predicted members below this count give no precision
+MIN_SUPPORT = 30  # thresholds that flag fewer rows than this say more about chance than about leakage
 
 
 def measure(training: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, encoder: Encoder) -> dict:
@@ -25,29 +25,26 @@ def measure(training: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFra
     x_synth = encoder.transform(synthetic)
     d_members = nearest_distances(x_synth, encoder.transform(training))
     d_others = nearest_distances(x_synth, encoder.transform(holdout))
-    n = min(len(d_members), len(d_others))
     attacks, advantages = [], []
     for share in SHARES:
-        n_members = max(1, round(n * share))  # n rows attacked; both pools hold at least n
-        n_others = max(1, n - n_members)
+        # as many rows as the smaller pool allows at this member share
+        n_others = min(len(d_others), int(len(d_members) * (1 - share) / share))
+        n_members = min(len(d_members), max(1, round(n_others * share / (1 - share))))
         members = rng.choice(d_members, n_members, replace=False)
         others = rng.choice(d_others, n_others, replace=False)
         distances = np.concatenate([members, others])
         truth = np.concatenate([np.ones(len(members)), np.zeros(len(others))])
         base = truth.mean()
-        best = 0.0
+        gains = []
         for q in QUANTILES:
-            threshold = np.quantile(distances, q)
-            predicted = distances <= threshold
-            if predicted.sum() < MIN_PRECISION_SUPPORT:
+            predicted = distances <= np.quantile(distances, q)
+            if predicted.sum() < MIN_SUPPORT:
                 continue
             precision = float(truth[predicted].mean())
             accuracy = float((predicted == truth.astype(bool)).mean())
-            advantage = max(0.0, (precision - base) / (1 - base)) if base < 1 else 0.0
-            best = max(best, advantage)
-            attacks.append(
-                {"member_share": round(base, 3), "quantile": q, "precision": precision, "accuracy": accuracy}
-            )
-        advantages.append(best)
+            gains.append(max(0.0, (precision - base) / (1 - base)))
+            attack = {"member_share": round(base, 3), "quantile": q, "precision": precision, "accuracy": accuracy}
+            attacks.append(attack)
+        advantages.append(float(np.mean(gains)) if gains else 0.0)
     mean = float(np.mean(advantages))
     return {"score": 10 * (1 - mean), "mean_advantage": mean, "attacks": attacks}
