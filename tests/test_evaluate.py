@@ -92,6 +92,7 @@ def test_grades_and_report_sections():
     result = evaluate(*(pa.Table.from_pandas(d, preserve_index=False) for d in (TRAIN, HOLDOUT, FRESH)), target="sign")
     assert result["quality"]["overall"]["grade"] in {"Excellent", "Good"}
     assert result["privacy"]["overall"]["score"] > 8
+    assert result["sdmetrics"]["quality_overall"] > 0.8  # SDMetrics' own 0-1 QualityReport score
     page = render_html(result)
     for section in ("scores", "distributions", "correlations", "pca", "privacy", "utility"):
         assert f'id="{section}"' in page or f"id='{section}'" in page

@@ -203,6 +203,7 @@ def scores(result: dict) -> dict[str, float | None]:
     for section in ("quality", "privacy"):
         flat |= {name: part.get("score") for name, part in result[section].items() if name != "overall"}
     flat["exact_copy_rate"] = result["exact_copy_rate"]
+    flat["sdmetrics_quality"] = result["sdmetrics"]["quality_overall"]
     if result.get("utility"):
         for side in ("train_real", "train_synthetic"):
             flat |= {f"utility_{side}_{k}": v for k, v in result["utility"][side].items()}

@@ -19,7 +19,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from synth_model.evaluate import attribute, copies, correlations, deep_structure, distributions, membership, utility
+from synth_model.evaluate import (
+    attribute,
+    copies,
+    correlations,
+    deep_structure,
+    distributions,
+    membership,
+    sdmetrics_quality,
+    utility,
+)
 from synth_model.evaluate.encoding import Encoder, frame, is_numeric
 
 GRADES = ((8, "Excellent"), (6, "Good"), (4, "Moderate"), (2, "Poor"), (0, "Very poor"))
@@ -64,6 +73,7 @@ def evaluate(
         "privacy": {"overall": _overall(privacy), **privacy},
         "exact_copy_rate": privacy["distance_to_closest_record"]["exact_copy_rate"],
         "utility": utility.measure(real, held, synth, target) if target else None,
+        "sdmetrics": sdmetrics_quality.quality(training, synthetic.select(training.column_names)),
         "distributions": _distribution_samples(real, synth),
     }
     result["seconds"] = time.perf_counter() - started
@@ -201,7 +211,8 @@ td,th{{border:1px solid #ccc;padding:2px 8px}}figure{{display:inline-block;margi
 <p>{result["rows"]["training"]} training rows, {result["rows"]["holdout"]} holdout rows, {result["rows"]["synthetic"]} synthetic rows.</p>
 <section id="scores"><h2>Scores</h2>
 <p>Quality: <b>{_fmt(q["overall"]["score"])}</b> ({_e(q["overall"]["grade"])}) &middot; Privacy: <b>{_fmt(p["overall"]["score"])}</b>
-({_e(p["overall"]["grade"])}) &middot; exact copies of training rows: {result["exact_copy_rate"]:.2%}</p>
+({_e(p["overall"]["grade"])}) &middot; exact copies of training rows: {result["exact_copy_rate"]:.2%}
+&middot; SDMetrics QualityReport: {result["sdmetrics"]["quality_overall"]:.3f} (0-1; Column Shapes {result["sdmetrics"]["column_shapes"]:.3f}, Column Pair Trends {result["sdmetrics"]["pair_trends"]:.3f})</p>
 <table><tr><th>measure</th><th>score (0-10)</th><th>grade</th></tr>{rows}</table></section>
 <section id="distributions"><h2>Column distributions</h2>
 <p class="legend"><span style="background:#4c78a8">real</span> <span style="background:#f58518">synthetic</span></p>{columns}</section>
