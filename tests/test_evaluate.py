@@ -111,3 +111,8 @@ def test_text_structure_similarity_on_real_reviews():
     terse = second.assign(review=second.review.str.split().str[:3].str.join(" "))  # three words each
     assert same > 9 and text.measure(first, terse)["score"] < same - 2
     assert text.measure(TRAIN, FRESH)["score"] is None  # no free text, no score
+    semantic = text.measure_semantics(first, second)["score"]
+    flights = pd.DataFrame(
+        {"review": [f"Flight {n} to Boston departed from gate {n % 40} at noon." for n in range(300)]}
+    )
+    assert semantic > 9 and text.measure_semantics(first, flights)["score"] < semantic - 2

@@ -63,6 +63,7 @@ def evaluate(
         "column_correlation_stability": correlations.measure(real, synth),
         "deep_structure_stability": deep_structure.measure(real, synth, encoder),
         "text_structure_similarity": text.measure(real, synth),
+        "text_semantic_similarity": text.measure_semantics(real, synth),
     }
     privacy = {
         "membership_inference_protection": membership.measure(real, held, synth, encoder),
