@@ -362,11 +362,12 @@ def readme_section(results: dict) -> str:
     )
 
 
-def write_readme(section: str) -> None:
+def write_readme(section: str, start: str = START, end: str = END) -> None:
+    """Replace the README section between `start` and `end` (or append it)."""
     text = README.read_text() if README.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
         text = before + section + after
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"

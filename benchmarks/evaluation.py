@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import command_line, machine  # noqa: E402
+from engine import command_line, machine, write_readme  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
 from synth_model.evaluate.report import evaluate  # noqa: E402
@@ -38,7 +38,6 @@ from warehouse.demo_data import fetch  # noqa: E402
 from warehouse.pipeline import scores  # noqa: E402
 
 RESULTS = HERE / "results" / "evaluation.json"
-README = HERE / "README.md"
 START, END = "<!-- evaluation:start -->", "<!-- evaluation:end -->"
 
 
@@ -115,12 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({args.records} training records); every table scored against the model's training rows and holdout "
         f"({results['date']}, {results['machine']['nproc']} CPU cores).\n\n{text}\n\n{runtime_line}\n{END}"
     )
-    readme = README.read_text()
-    if START in readme:
-        readme = readme[: readme.index(START)] + section + readme[readme.index(END) + len(END) :]
-    else:
-        readme = readme.rstrip("\n") + "\n\n" + section + "\n"
-    README.write_text(readme)
+    write_readme(section, START, END)
     return 0
 
 

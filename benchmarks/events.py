@@ -28,7 +28,7 @@ import pyarrow as pa
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import command_line, machine  # noqa: E402
+from engine import command_line, machine, write_readme  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
 from synth_model.config import SynthConfig  # noqa: E402
@@ -38,7 +38,6 @@ from warehouse.demo_data import fetch  # noqa: E402
 
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "events.json"
-README = HERE / "README.md"
 START, END = "<!-- events:start -->", "<!-- events:end -->"
 GROUP, ORDER = ["tailnum"], ["day", "sched_dep_time"]
 
@@ -171,12 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         f"grouped by plane; medians of {args.runs} runs on {m['nproc']} CPU cores, {args.records} training records, "
         f"{args.num_records} generated per run ({results['date']}).\n\n{text}\n{END}"
     )
-    readme = README.read_text()
-    if START in readme:
-        readme = readme[: readme.index(START)] + section + readme[readme.index(END) + len(END) :]
-    else:
-        readme = readme.rstrip("\n") + "\n\n" + section + "\n"
-    README.write_text(readme)
+    write_readme(section, START, END)
     return 0
 
 

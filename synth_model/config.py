@@ -139,7 +139,7 @@ class SynthConfig(_Section):
         try:
             return cls.model_validate(source)
         except ValidationError as err:
-            raise ConfigError(_describe(err)) from None
+            raise ConfigError("invalid config: " + describe_errors(err)) from None
 
     def dump(self) -> dict:
         return self.model_dump(mode="json")
@@ -148,12 +148,14 @@ class SynthConfig(_Section):
         path.write_text(yaml.safe_dump(self.dump(), sort_keys=False))
 
 
-def _describe(err: ValidationError) -> str:
+def describe_errors(err: ValidationError, noun: str = "config key", show_input: bool = True) -> str:
+    """One line naming every invalid key and what is wrong with it (also used for synth.yaml)."""
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown config key '{key}': remove it or check its spelling")
+            lines.append(f"unknown {noun} '{key}': remove it or check its spelling")
         else:
-            lines.append(f"config key '{key}': {e['msg']} (got {e.get('input')!r})")
-    return "invalid config: " + "; ".join(lines)
+            got = f" (got {e.get('input')!r})" if show_input else ""
+            lines.append(f"{noun} '{key}': {e['msg'].removeprefix('Value error, ')}{got}")
+    return "; ".join(lines)

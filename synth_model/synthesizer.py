@@ -79,12 +79,13 @@ class Synthesizer:
         train_rows, holdout = split_holdout(table, cfg.data)
         unit_ids = train_rows.column(UNIT).to_numpy() if group_by else None
         train_rows, holdout = (t.drop_columns([UNIT]) if group_by else t for t in (train_rows, holdout))
-        keys = learn_keys(train_rows, group_by, int(np.unique(unit_ids).size)) if group_by else []
+        n_groups = int(np.unique(unit_ids).size) if group_by else 0
+        keys = learn_keys(train_rows, group_by, n_groups) if group_by else []
         modelled = schema.without(k.column for k in keys)  # entity keys are made afresh, not modelled
         texts = rows_to_texts(train_rows, modelled)
         device, dtype = models.resolve_device(cfg.training.device)
         if cfg.training.pretrained_model == "tiny":
-            markers = [f"{BEGIN}\n{END}\n"] * (int(np.unique(unit_ids).size) if group_by else 0)
+            markers = [f"{BEGIN}\n{END}\n"] * n_groups
             loaded = models.build_tiny(cfg.training, texts + [prompt_text(modelled)] + markers)
         else:
             loaded = models.load_pretrained(cfg.training, dtype)

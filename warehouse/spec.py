@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from synth_model.config import SynthConfig
+from synth_model.config import SynthConfig, describe_errors
 from synth_model.errors import ConfigError, SynthError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -182,7 +182,9 @@ def load_spec(path: str | Path | None = None) -> Spec:
             first = err.errors()[0]
             key = str(first["loc"][0]) if first["loc"] else ""
             line = line_of.get(key) or line_of.get("")
-            raise SpecError(f"{path}:{line}: table '{name}': {_describe(err)}") from None
+            raise SpecError(
+                f"{path}:{line}: table '{name}': {describe_errors(err, noun='key', show_input=False)}"
+            ) from None
         except ConfigError as err:
             raise SpecError(f"{path}:{line_of.get('')}: table '{name}': {err}") from None
         tables.append(table)
@@ -205,14 +207,3 @@ def _table_lines(root: yaml.Node | None) -> list[dict[str, int]]:
                 entries.append({"": item.start_mark.line + 1} | {k.value: k.start_mark.line + 1 for k, _ in keys})
             return entries
     return []
-
-
-def _describe(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{key}': remove it or check its spelling")
-        else:
-            parts.append(f"'{key}': {e['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
