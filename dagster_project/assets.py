@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import duckdb
 
-from dagster_project.metadata import column_lineage, preview, table_metadata
+from dagster_project.metadata import column_lineage, preview, privacy_metadata, table_metadata
 from dagster_project.resources import WarehouseResource
 from synth_model.errors import SynthError
 from warehouse import pipeline
@@ -102,7 +102,12 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
         group_name=name,
         kinds={"pytorch"},
         pool=GPU_POOL,
-        code_version=digest(spec.mapped_columns, spec.group_by, spec.order_by, engine["data"], engine["training"]),
+        code_version=digest(
+            spec.mapped_columns,
+            spec.group_by,
+            spec.order_by,
+            *(engine[k] for k in ("data", "replace_pii", "training", "privacy")),
+        ),
         description=f"Language model fitted on prepared.{name} (retrained only when its inputs change).",
         retry_policy=RETRY,
     )
@@ -126,6 +131,7 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
                 "parameters": m["parameters"],
                 "device": m["device"],
                 "resolved_config": dg.MetadataValue.json(result["config"]),
+                **privacy_metadata(result["pii"], m),
             },
         )
 

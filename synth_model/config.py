@@ -1,4 +1,4 @@
-"""Run configuration: sections `data`, `training`, `generation`.
+"""Run configuration: sections `data`, `replace_pii`, `training`, `privacy`, `generation`.
 
 Field names follow the established tabular fine-tuning vocabulary (NeMo Safe Synthesizer / Gretel) so
 users can carry configs across. Values may be "auto"; `resolve` fixes them once from the data, and
@@ -114,9 +114,64 @@ class GenerationConfig(_Section):
         return value
 
 
+PII_ENTITIES = (
+    "email",
+    "phone",
+    "credit_card",
+    "ssn",
+    "iban",
+    "ip_address",
+    "street_address",
+    "postcode",
+    "date_of_birth",
+    "person_name",
+)
+PiiEntity = Literal[PII_ENTITIES]
+
+
+class ReplacePiiConfig(_Section):
+    """PII found in the training rows is replaced by consistent fakes before the model sees it."""
+
+    enabled: bool = True
+    entities: list[PiiEntity] = list(PII_ENTITIES)
+    force_columns: dict[str, PiiEntity] = Field({}, description="column -> entity, replaced whatever detection says")
+    skip_columns: list[str] = Field([], description="columns never detected nor replaced")
+    locale: str = Field("en_US", description="Faker locale of the replacement values")
+    min_share: float = Field(0.5, gt=0, le=1, description="share of a column's values that must match an entity")
+    replace_keys: bool = Field(False, description="also replace PII in group/order key columns")
+
+
+class PrivacyConfig(_Section):
+    """Differential privacy (DP-SGD): per-sample gradient clipping and Gaussian noise."""
+
+    dp_enabled: bool = False
+    epsilon: float = Field(8.0, gt=0, le=100)
+    delta: float | Auto = Field("auto", description="'auto' = 1/n^1.2 (n = records, or groups when grouped)")
+    per_sample_max_grad_norm: float = Field(1.0, gt=0)
+    expected_batch_size: int | Auto = Field(
+        "auto", description="records (groups) per noisy step; 'auto' = min(256, n/10)"
+    )
+
+    @field_validator("expected_batch_size")
+    @classmethod
+    def _positive_batch(cls, value: int | str) -> int | str:
+        if value != "auto" and value < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return value
+
+    @field_validator("delta")
+    @classmethod
+    def _delta_range(cls, value: float | str) -> float | str:
+        if value != "auto" and not 0 < value < 1:
+            raise ValueError("must be in (0, 1) or 'auto'")
+        return value
+
+
 class SynthConfig(_Section):
     data: DataConfig = DataConfig()
+    replace_pii: ReplacePiiConfig = ReplacePiiConfig()
     training: TrainingConfig = TrainingConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     generation: GenerationConfig = GenerationConfig()
 
     @classmethod

@@ -50,6 +50,15 @@ def rows_to_texts(table: pa.Table, schema: TableSchema) -> list[str]:
     return texts
 
 
+def schema_texts(schema: TableSchema) -> list[str]:
+    """Text made from the schema alone (keys and category values), to learn a tokenizer without the rows."""
+    texts = [json.dumps({name: None for name in schema.names}, separators=(",", ":")) + "\n"]
+    for column in schema.columns:
+        for value in column.categories or []:
+            texts.append(json.dumps({column.name: value}, separators=(",", ":"), ensure_ascii=False) + "\n")
+    return texts
+
+
 def records_to_table(records: Sequence[dict], schema: TableSchema) -> pa.Table:
     """Validated records back to an Arrow table with the source's column names and types."""
     arrays = []

@@ -24,7 +24,9 @@ from synth_model.errors import DataError, SynthError
 from synth_model.generate import GenerationResult, default_batch_size, generate_records
 from synth_model.groups import BEGIN, END, GroupRules, KeyFactory, cap_groups, learn_keys, load_keys, save_keys
 from synth_model.holdout import group_ids, split_holdout
-from synth_model.records import Unit, assemble_examples, check_fit, prompt_text, rows_to_texts
+from synth_model.privacy import dp
+from synth_model.privacy.pii import PiiMapper, PiiReport, protect
+from synth_model.records import Unit, assemble_examples, check_fit, prompt_text, rows_to_texts, schema_texts
 from synth_model.schema import TableSchema, infer_schema
 from synth_model.train import ProgressFn, train
 
@@ -36,6 +38,7 @@ CONFIG_FILE, SCHEMA_FILE, METRICS_FILE, HOLDOUT_FILE = (
 )
 MODEL_DIR, ADAPTER_DIR = "model", "adapter"
 KEYS_FILE = "group_keys.json"  # formats (and hashes, not values) of the entity keys
+PII_FILE = "pii_report.json"  # what PII detection found in the training rows and what was replaced
 UNIT = "__unit"  # hidden column: the training group of each row (an entity, or a window of one)
 TINY_EPOCHS = 12  # "auto" records to sample for the tiny model, in passes over the training rows
 TINY_MAX_RECORDS = 150_000
@@ -54,8 +57,11 @@ def as_arrow(table) -> pa.Table:
 class Synthesizer:
     """Fit a language model to a table and sample new valid records from it."""
 
-    def __init__(self, config: SynthConfig | dict | str | Path | None = None):
+    def __init__(self, config: SynthConfig | dict | str | Path | None = None, pii_mapper: PiiMapper | None = None):
+        """`pii_mapper`: share one across fits so a real value gets the same fake in every table of a run."""
         self.config = SynthConfig.from_any(config)
+        self.pii_mapper = pii_mapper
+        self.pii: dict = {}
         self.schema: TableSchema | None = None
         self.loaded: models.LoadedModel | None = None
         self.holdout: pa.Table | None = None
@@ -79,14 +85,22 @@ class Synthesizer:
         train_rows, holdout = split_holdout(table, cfg.data)
         unit_ids = train_rows.column(UNIT).to_numpy() if group_by else None
         train_rows, holdout = (t.drop_columns([UNIT]) if group_by else t for t in (train_rows, holdout))
+        # PII is replaced in the training rows only: the holdout stays real so the privacy measures stay honest.
+        keys_kept = (group_by or []) + (cfg.data.order_training_examples_by or [])
+        train_rows, pii = protect(train_rows, cfg.replace_pii, keys_kept, self.pii_mapper)
+        if pii.get("replaced"):
+            schema = infer_schema(train_rows)  # category domains of the fakes, not of the real values
         n_groups = int(np.unique(unit_ids).size) if group_by else 0
         keys = learn_keys(train_rows, group_by, n_groups) if group_by else []
         modelled = schema.without(k.column for k in keys)  # entity keys are made afresh, not modelled
         texts = rows_to_texts(train_rows, modelled)
         device, dtype = models.resolve_device(cfg.training.device)
+        private = cfg.privacy.dp_enabled
         if cfg.training.pretrained_model == "tiny":
             markers = [f"{BEGIN}\n{END}\n"] * n_groups
-            loaded = models.build_tiny(cfg.training, texts + [prompt_text(modelled)] + markers)
+            # With DP the vocabulary comes from the schema, so rare strings in the rows cannot shape it.
+            corpus = schema_texts(modelled) if private else texts
+            loaded = models.build_tiny(cfg.training, corpus + [prompt_text(modelled)] + markers)
         else:
             loaded = models.load_pretrained(cfg.training, dtype)
         tok = loaded.tokenizer
@@ -107,7 +121,16 @@ class Synthesizer:
             context=loaded.context_length,
             max_units=cfg.data.max_sequences_per_example,
         )
-        examples = assemble_examples(units, records_to_sample=cfg.training.num_input_records_to_sample, rng=rng, **pack)
+        if private:  # one unit per example, each exactly once: the dataset that Poisson sampling draws from
+            n_train = sum(u.n_records for u in units)
+            examples = assemble_examples(units, records_to_sample=n_train, rng=rng, **pack)
+            epochs = cfg.training.num_input_records_to_sample / n_train
+            dp_plan = dp.plan(cfg.privacy, len(units), epochs, grouped=bool(group_by))
+        else:
+            examples = assemble_examples(
+                units, records_to_sample=cfg.training.num_input_records_to_sample, rng=rng, **pack
+            )
+            dp_plan = None
         val_examples = (
             assemble_examples(val_units, records_to_sample=sum(u.n_records for u in val_units), rng=rng, **pack)
             if val_units
@@ -124,8 +147,9 @@ class Synthesizer:
             device,
             cfg.data.random_state,
             progress,
+            dp=dp_plan,
         )
-        self.schema, self.loaded, self.holdout, self.keys = schema, loaded, holdout, keys
+        self.schema, self.loaded, self.holdout, self.keys, self.pii = schema, loaded, holdout, keys, pii
         self.prompt_ids = prompt_ids
         self.max_new_tokens = max(len(e.input_ids) for e in examples) - len(prompt_ids)
         self.metrics = {
@@ -136,6 +160,12 @@ class Synthesizer:
             "tokens_per_record": float(np.mean([len(u.ids) / u.n_records for u in units])),
             **(_group_metrics(units) if group_by else {}),
             "max_new_tokens": self.max_new_tokens,
+            **({"pii": _pii_metrics(pii)} if pii else {}),
+            **(
+                {"dp": {**dp_plan.as_dict(), "epsilon_spent": dp.spent_epsilon(dp_plan, metrics["steps"])}}
+                if private
+                else {}
+            ),
             "fit_seconds": time.perf_counter() - started,
             "device": str(device),
         }
@@ -151,6 +181,8 @@ class Synthesizer:
     ) -> None:
         """Replace every "auto" with a concrete value, once, from the data and the model."""
         data, training = self.config.data, self.config.training
+        if self.config.privacy.dp_enabled:
+            data.max_sequences_per_example = 1  # record-level (group-level) privacy: one unit per example
         if data.max_sequences_per_example == "auto":
             mean_tokens = float(np.mean([len(u.ids) for u in units]))
             data.max_sequences_per_example = max(1, int((loaded.context_length - prompt_len - 1) / mean_tokens))
@@ -217,7 +249,10 @@ class Synthesizer:
                 "evaluation needs the model's holdout rows and the real training rows: fit with data.holdout > 0 "
                 "and pass the table the model was fitted on"
             )
-        return evaluate(training, self.holdout.select(columns), synthetic.select(columns), target, quasi_identifiers)
+        report = PiiReport.from_dict(self.pii["report"]) if self.pii else None
+        return evaluate(
+            training, self.holdout.select(columns), synthetic.select(columns), target, quasi_identifiers, report
+        )
 
     # ---------------------------------------------------------- save / load
     def save(self, directory: str | Path) -> Path:
@@ -236,6 +271,8 @@ class Synthesizer:
             pq.write_table(self.holdout, staging / HOLDOUT_FILE)
             if self.keys:
                 save_keys(self.keys, staging / KEYS_FILE)
+            if self.pii:
+                (staging / PII_FILE).write_text(json.dumps(self.pii, indent=2))
             meta = {
                 "prompt_ids": self.prompt_ids,
                 "max_new_tokens": self.max_new_tokens,
@@ -264,6 +301,7 @@ class Synthesizer:
         self.schema = TableSchema.load(path / SCHEMA_FILE)
         self.holdout = pq.read_table(path / HOLDOUT_FILE)
         self.keys = load_keys(path / KEYS_FILE)
+        self.pii = json.loads((path / PII_FILE).read_text()) if (path / PII_FILE).is_file() else {}
         stored = json.loads((path / METRICS_FILE).read_text())
         self.prompt_ids, self.max_new_tokens = stored.pop("prompt_ids"), stored.pop("max_new_tokens")
         context = stored.pop("context_length")
@@ -325,6 +363,16 @@ def _units(tokenizer, texts: list[str], gids: np.ndarray | None) -> list[Unit]:
     for unit in units.values():
         unit.ids.extend(end)
     return list(units.values())
+
+
+def _pii_metrics(pii: dict) -> dict:
+    report, replaced = pii["report"], pii["replaced"]
+    return {
+        "columns_detected": len(report["columns"]),
+        "text_columns_detected": len({f["column"] for f in report["text"]}),
+        "values_replaced": sum(c["values_replaced"] for c in replaced.get("columns", {}).values()),
+        "text_spans_replaced": sum(sum(c["spans"].values()) for c in replaced.get("text", {}).values()),
+    }
 
 
 def _group_metrics(units: list[Unit]) -> dict:

@@ -6,9 +6,8 @@ Examples arrive packed near the context length; batches are padded only to their
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +15,15 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from synth_model.config import TrainingConfig
+from synth_model.privacy.dp import (
+    DPPlan,
+    freeze_norms,
+    make_private,
+    micro_batches,
+    per_example_loss,
+    poisson_batches,
+    release,
+)
 from synth_model.records import IGNORE_INDEX, Example
 
 ProgressFn = Callable[[dict], None]
@@ -58,6 +66,24 @@ def evaluate_loss(model, examples: Sequence[Example], batch_size: int, pad_id: i
     return total / max(count, 1)
 
 
+Step = list[list[Example]]  # the micro-batches of one optimizer step
+
+
+def plain_steps(examples: Sequence[Example], config: TrainingConfig, rng: np.random.Generator) -> list[Step]:
+    """Optimizer steps, each a list of micro-batches (gradient accumulation)."""
+    batches = make_batches(examples, config.batch_size, rng)
+    accumulate = config.gradient_accumulation_steps
+    return [batches[i : i + accumulate] for i in range(0, len(batches), accumulate)]
+
+
+def private_steps(
+    examples: Sequence[Example], config: TrainingConfig, dp: DPPlan, rng: np.random.Generator
+) -> Iterator[Step]:
+    """Poisson-sampled logical batches (one record or group per example), split into micro-batches."""
+    for indices in poisson_batches(len(examples), dp, rng):
+        yield [[examples[i] for i in chunk] for chunk in micro_batches(indices)]
+
+
 def train(
     model,
     examples: Sequence[Example],
@@ -67,14 +93,19 @@ def train(
     device: torch.device,
     seed: int,
     progress: ProgressFn | None = None,
+    dp: DPPlan | None = None,
 ) -> dict:
-    """Train in place; return the training metrics (losses, tokens/s, wall time)."""
+    """Train in place; return the training metrics (losses, tokens/s, wall time).
+
+    With a `dp` plan every step is DP-SGD: per-example gradients are
+    clipped to the plan's bound, summed, and noised before the optimizer sees them.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model.to(device)
     model.train()
-    batches = make_batches(examples, config.batch_size, rng)
-    steps = math.ceil(len(batches) / config.gradient_accumulation_steps)
+    if dp is not None:
+        freeze_norms(model)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -83,13 +114,22 @@ def train(
         lr=config.learning_rate,
         betas=(0.9, 0.95),
     )
+    if dp is None:
+        step_batches = plain_steps(examples, config, rng)
+        steps, forward, step_optimizer = len(step_batches), model, optimizer
+        tokens_total = sum(len(e.input_ids) for e in examples)
+    else:
+        step_batches = private_steps(examples, config, dp, rng)
+        steps = dp.steps
+        forward, step_optimizer = make_private(model, optimizer, dp, seed)
+        mean_tokens = float(np.mean([len(e.input_ids) for e in examples]))
+        tokens_total = int(steps * dp.expected_batch_size * mean_tokens)  # expected: batches vary in size
     scheduler = get_scheduler(
         config.lr_scheduler,
         optimizer,
         num_warmup_steps=int(config.warmup_ratio * steps),
         num_training_steps=steps,
     )
-    tokens_total = sum(len(e.input_ids) for e in examples)
     start = time.perf_counter()
     losses: list[float] = []
     val_losses: list[dict] = []
@@ -97,22 +137,33 @@ def train(
     seen = 0
     step = 0
     with tqdm(total=tokens_total, unit="tok", unit_scale=True, desc="train", mininterval=1.0) as bar:
-        for i, batch_examples in enumerate(batches):
-            batch = {k: v.to(device) for k, v in collate(batch_examples, pad_id).items()}
-            loss = model(**batch).loss
-            (loss / config.gradient_accumulation_steps).backward()
-            seen += int(batch["attention_mask"].sum())
-            bar.update(int(batch["attention_mask"].sum()))
-            losses.append(loss.item())
-            if (i + 1) % config.gradient_accumulation_steps and i + 1 < len(batches):
-                continue
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+        for micro in step_batches:
+            for j, batch_examples in enumerate(micro):
+                batch = {k: v.to(device) for k, v in collate(batch_examples, pad_id).items()}
+                if dp is None:
+                    loss = forward(**batch).loss
+                    (loss / len(micro)).backward()
+                else:
+                    labels = batch.pop("labels")
+                    loss = per_example_loss(forward(**batch).logits, labels).mean()
+                    loss.backward()  # per-example gradients land in p.grad_sample
+                    if j + 1 < len(micro):  # clip and sum this micro-batch; noise once per logical batch
+                        step_optimizer.signal_skip_step(do_skip=True)
+                        step_optimizer.step()
+                        step_optimizer.zero_grad(set_to_none=True)
+                tokens = int(batch["attention_mask"].sum())
+                seen += tokens
+                bar.update(tokens)
+                losses.append(loss.item())
+            if dp is None:
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+            if micro:  # an empty Poisson batch moves nothing (and reveals nothing about the data)
+                step_optimizer.step()
+                step_optimizer.zero_grad(set_to_none=True)
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             step += 1
             elapsed = time.perf_counter() - start
-            recent = float(np.mean(losses[-20:]))
+            recent = float(np.mean(losses[-20:])) if losses else float("nan")
             bar.set_postfix(loss=f"{recent:.3f}", step=f"{step}/{steps}")
             if val_examples and (step % eval_every == 0 or step == steps):
                 val_losses.append(
@@ -128,9 +179,11 @@ def train(
                         "steps": steps,
                         "loss": recent,
                         "tokens_per_s": seen / elapsed,
-                        "eta_s": elapsed / seen * (tokens_total - seen),
+                        "eta_s": elapsed / max(seen, 1) * max(tokens_total - seen, 0),
                     }
                 )
+    if dp is not None:
+        release(forward)
     wall = time.perf_counter() - start
     model.eval()
     return {

@@ -16,8 +16,10 @@ def test_defaults_use_established_names_and_auto():
 def test_unknown_key_is_named():
     with pytest.raises(ConfigError, match=r"unknown config key 'training.lora_rank'"):
         SynthConfig.from_any({"training": {"lora_rank": 8}})
-    with pytest.raises(ConfigError, match=r"unknown config key 'privacy'"):
-        SynthConfig.from_any({"privacy": {}})
+    with pytest.raises(ConfigError, match=r"unknown config key 'privacy.dp_epsilon'"):
+        SynthConfig.from_any({"privacy": {"dp_epsilon": 4}})
+    with pytest.raises(ConfigError, match=r"unknown config key 'replace_pii.columns'"):
+        SynthConfig.from_any({"replace_pii": {"columns": ["email"]}})
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,9 @@ def test_unknown_key_is_named():
         ("training", "learning_rate", 2.0),
         ("generation", "top_p", 0),
         ("data", "max_sequences_per_example", 0),
+        ("privacy", "delta", 1.5),
+        ("privacy", "epsilon", 0),
+        ("replace_pii", "entities", ["passport"]),
         ("training", "num_input_records_to_sample", -1),
         ("generation", "temperature", "hot"),
     ],

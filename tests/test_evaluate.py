@@ -1,5 +1,8 @@
 """Each evaluation measure: identical data scores at the top, broken data lower, copies raise alarms."""
 
+import shutil
+import subprocess
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -97,6 +100,30 @@ def test_grades_and_report_sections():
     for section in ("scores", "distributions", "correlations", "pca", "privacy", "utility"):
         assert f'id="{section}"' in page or f"id='{section}'" in page
     assert "<script" not in page and "http" not in page.replace("http://www.w3.org", "")
+
+
+BROWSER = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no headless Chromium: `make test` installs chromium-headless-shell")
+def test_report_renders_in_headless_chromium(tmp_path):
+    result = evaluate(*(pa.Table.from_pandas(d, preserve_index=False) for d in (TRAIN, HOLDOUT, FRESH)), target="sign")
+    report, blank = tmp_path / "report.html", tmp_path / "blank.html"
+    report.write_text(render_html(result))
+    blank.write_text("<!doctype html><html><body></body></html>")
+
+    def chromium(page, *args):
+        command = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,4000", *args]
+        return subprocess.run([*command, page.as_uri()], capture_output=True, text=True, timeout=120, check=True)
+
+    dom = chromium(report, "--dump-dom").stdout  # the document as the browser parsed it
+    for section in ("scores", "distributions", "correlations", "pca", "privacy", "utility"):
+        assert f'id="{section}"' in dom
+    assert dom.count("<svg") >= 3 and ("Excellent" in dom or "Good" in dom)
+    for page in (report, blank):
+        chromium(page, f"--screenshot={page.with_suffix('.png')}")
+    drawn, empty = (p.with_suffix(".png").stat().st_size for p in (report, blank))
+    assert drawn > 5 * empty  # plots and tables drawn, not an empty page (about 9x here)
 
 
 def test_text_structure_similarity_on_real_reviews():

@@ -72,3 +72,18 @@ def test_smollm2_lora_fit_and_generate(credit, tmp_path):
     assert result.table.num_rows == 3 and result.table.schema == credit.schema
     loaded = Synthesizer.load(synth.save(tmp_path / "smol"))
     assert loaded.loaded.is_lora and (tmp_path / "smol" / "adapter").is_dir()
+
+
+def test_lora_fit_under_differential_privacy(credit, checkpoint):
+    """DP-SGD on the adapters only: per-sample gradients of the LoRA weights, the base frozen."""
+    config = {
+        "training": {"pretrained_model": str(checkpoint), "num_input_records_to_sample": 1200, "lora_r": 4},
+        "privacy": {"dp_enabled": True, "epsilon": 4, "expected_batch_size": 40},
+    }
+    synth = Synthesizer(config).fit(credit.slice(0, 600))
+    budget = synth.metrics["dp"]
+    assert synth.loaded.is_lora and budget["steps"] == round(1200 / (600 - 30) / budget["sample_rate"])
+    assert 0 < budget["epsilon_spent"] <= 4 and budget["noise_multiplier"] > 0
+    lora = [p for n, p in synth.loaded.model.named_parameters() if "lora_" in n]
+    assert lora and all(not hasattr(p, "grad_sample") or p.grad_sample is None for p in lora)  # hooks released
+    assert synth.metrics["final_loss"] < synth.metrics["first_loss"]

@@ -8,7 +8,11 @@ check, swap into `synthetic.T` with lineage). Each returns plain values for whoe
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -22,6 +26,7 @@ from synth_model import Synthesizer
 from synth_model.errors import DataError
 from synth_model.evaluate.report import save_report
 from synth_model.evaluate.sequences import sequence_stats
+from synth_model.privacy.pii import PiiMapper
 from warehouse import audit
 from warehouse.spec import digest
 from warehouse.sql_models import Plan
@@ -40,6 +45,7 @@ from warehouse.transforms import (
 
 Log = Callable[[str], None]
 MODELS_KEPT = 3  # model folders kept per table (the newest), so a rollback needs no retraining
+PII_SECRET_ENV = "SYNTH_PII_SECRET"  # key of the PII mapping; else a random one kept in the models folder
 
 
 @dataclass
@@ -113,6 +119,24 @@ def _content(con: duckdb.DuckDBPyConnection, name: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- train
+def run_pii_mapper(models_root: Path, run_id: str, locale: str) -> PiiMapper:
+    """One PII mapping per run: every table trained in the run maps a real value to the same fake.
+
+    The run's secret is HMAC(key, run id); the key comes from $SYNTH_PII_SECRET, or from a random file
+    created once (mode 600) in the models folder. Without the key nobody can test a guessed real value.
+    """
+    key = os.environ.get(PII_SECRET_ENV, "").encode()
+    if not key:
+        path = Path(models_root) / ".pii_secret"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32))
+        key = path.read_text().strip().encode()
+    return PiiMapper(hmac.new(key, run_id.encode(), hashlib.sha256).digest(), locale)
+
+
 def train(warehouse: Warehouse, plan: Plan, models_root: Path, run_id: str, log: Log = print) -> dict:
     """Fit the engine on the prepared rows, or reuse the model already fitted on the same inputs."""
     started = audit.now()
@@ -130,7 +154,9 @@ def train(warehouse: Warehouse, plan: Plan, models_root: Path, run_id: str, log:
     if retrained:
         table = warehouse.read(query)
         log(f"{spec.name}: training on {table.num_rows} prepared rows ({table.num_columns} columns)")
-        synth = Synthesizer(config).fit(table, progress=_every(log, spec.name, "training", "step", "steps"))
+        mapper = run_pii_mapper(models_root, run_id, config.replace_pii.locale)
+        synth = Synthesizer(config, pii_mapper=mapper)
+        synth.fit(table, progress=_every(log, spec.name, "training", "step", "steps"))
         synth.save(model_dir)
         metrics = synth.metrics
         resolved = synth.config.dump()
@@ -149,7 +175,7 @@ def train(warehouse: Warehouse, plan: Plan, models_root: Path, run_id: str, log:
     }
     with warehouse.connect() as con:
         audit.log_step(con, spec.name, "model", run_id, started, details)
-    return details | {"metrics": metrics, "config": resolved}
+    return details | {"metrics": metrics, "config": resolved, "pii": synth.pii}
 
 
 def _every(log: Log, table: str, what: str, done_key: str, total_key: str, parts: int = 10):

@@ -31,6 +31,7 @@ from synth_model.evaluate import (
     utility,
 )
 from synth_model.evaluate.encoding import Encoder, frame, is_numeric
+from synth_model.privacy.pii import PiiReport, replay
 
 GRADES = ((8, "Excellent"), (6, "Good"), (4, "Moderate"), (2, "Poor"), (0, "Very poor"))
 
@@ -53,8 +54,12 @@ def evaluate(
     synthetic: pa.Table,
     target: str | None = None,
     quasi_identifiers: list[str] | None = None,
+    pii_report: PiiReport | None = None,
 ) -> dict:
-    """Quality and privacy of `synthetic` against the real `training` rows and the unseen `holdout`."""
+    """Quality and privacy of `synthetic` against the real `training` rows and the unseen `holdout`.
+
+    With the fit's `pii_report`, PII replay counts the real training PII values found in synthetic rows.
+    """
     started = time.perf_counter()
     real, held, synth = frame(training), frame(holdout), frame(synthetic.select(training.column_names))
     encoder = Encoder.fit(real)
@@ -70,6 +75,8 @@ def evaluate(
         "attribute_inference_protection": attribute.measure(real, held, synth, quasi_identifiers),
         "distance_to_closest_record": copies.measure(real, held, synth, encoder),
     }
+    if pii_report is not None and not pii_report.empty:
+        privacy["pii_replay"] = replay(training, synthetic, pii_report)
     result = {
         "rows": {"training": len(real), "holdout": len(held), "synthetic": len(synth)},
         "quality": {"overall": _overall(quality), **quality},
@@ -198,6 +205,19 @@ def render_html(result: dict, title: str = "Synthetic data evaluation") -> str:
         for a in p["membership_inference_protection"]["attacks"]
     )
     dcr = p["distance_to_closest_record"]
+    pii_html = ""
+    if p.get("pii_replay"):
+        r = p["pii_replay"]
+        replayed = "".join(
+            f"<tr><td>{_e(e['column'])}</td><td>{_e(e['entity'])}</td><td>{e['training_values']}</td>"
+            f"<td>{e['replayed']}</td><td>{e['share']:.3f}</td></tr>"
+            for e in r["columns"] + r["text"]
+        )
+        pii_html = (
+            f"<h3>PII replay</h3><p>{r['replayed_values']} real training PII values reappear; "
+            f"{r['share']:.2%} of synthetic rows hold one.</p><table><tr><th>column</th><th>entity</th>"
+            f"<th>training values</th><th>replayed</th><th>share of synthetic rows</th></tr>{replayed}</table>"
+        )
     utility_html = ""
     if result.get("utility"):
         u = result["utility"]
@@ -224,7 +244,8 @@ td,th{{border:1px solid #ccc;padding:2px 8px}}figure{{display:inline-block;margi
 <section id="privacy"><h2>Privacy attacks</h2>
 <p>Distance to closest record: median synthetic {dcr["dcr_synthetic_median"]:.3f}, holdout {dcr["dcr_holdout_median"]:.3f};
 share of synthetic rows closer to training than 95% of holdout rows: {dcr["closer_than_holdout_share"]:.3f}</p>
-<table><tr><th>member share</th><th>threshold quantile</th><th>precision</th><th>accuracy</th></tr>{attacks}</table></section>
+<table><tr><th>member share</th><th>threshold quantile</th><th>precision</th><th>accuracy</th></tr>{attacks}</table>
+{pii_html}</section>
 {utility_html}
 </body></html>
 """

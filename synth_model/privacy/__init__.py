@@ -1,0 +1,1 @@
+"""Privacy safeguards applied before training and measured after generation (PII replacement, replay checks)."""
