@@ -31,7 +31,7 @@ def test_unknown_key_is_named():
         ("data", "max_sequences_per_example", 0),
         ("privacy", "delta", 1.5),
         ("privacy", "epsilon", 0),
-        ("replace_pii", "entities", ["passport"]),
+        ("replace_pii", "min_share", 0),
         ("training", "num_input_records_to_sample", -1),
         ("generation", "temperature", "hot"),
     ],
