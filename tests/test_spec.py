@@ -92,6 +92,10 @@ def test_no_sql_means_every_source_column(tmp_path, raw_warehouse):
             ["table 'planes'", "unknown config key 'training.lerning_rate'"],
         ),
         (
+            ("    sql: planes.sql\n", "    sql: planes.sql\n    privacy: {dp_enabled: true, epsilon: -1}\n"),
+            ["table 'planes'", "config key 'privacy.epsilon'"],
+        ),
+        (
             ("    sql: planes.sql\n", "    sql: planes.sql\n    group_by: manufacturer\n"),
             ["both mapped and used to group"],
         ),

@@ -67,7 +67,9 @@ class TableSpec(_Strict):
     group_by: list[str] | None = None
     order_by: list[str] | None = None
     data: dict[str, Any] = {}
+    replace_pii: dict[str, Any] = {}
     training: dict[str, Any] = {}
+    privacy: dict[str, Any] = {}
     generation: dict[str, Any] = {}
     filters: list[str] = Field([], description="files under sql/filters/, each a condition rows must meet")
     gates: Gates = Gates()
@@ -125,7 +127,8 @@ class TableSpec(_Strict):
 
     def engine_config(self) -> SynthConfig:
         data = {**self.data, "group_training_examples_by": self.group_by, "order_training_examples_by": self.order_by}
-        return SynthConfig.from_any({"data": data, "training": self.training, "generation": self.generation})
+        sections = {"replace_pii": self.replace_pii, "training": self.training, "privacy": self.privacy}
+        return SynthConfig.from_any({"data": data, **sections, "generation": self.generation})
 
 
 class Spec(_Strict):
