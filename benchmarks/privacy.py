@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE))
 from engine import command_line, machine, write_readme  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
+from synth_model.errors import GenerationError  # noqa: E402
 from synth_model.evaluate.report import training_rows  # noqa: E402
 from warehouse.demo_data import fetch  # noqa: E402
 from warehouse.pipeline import scores  # noqa: E402
@@ -52,15 +53,18 @@ def run(epsilon: float | None, records: int, seed: int) -> dict:
     started = time.perf_counter()
     synth = Synthesizer(config).fit(fitted_on)
     fit_seconds = time.perf_counter() - started
-    generated = synth.generate_with_stats(1000)
-    flat = scores(synth.evaluate(fitted_on, generated.table, target="Status"))
-    return flat | {
-        "valid_fraction": generated.stats["valid_fraction"],
+    budget = {
         "epsilon_spent": synth.metrics["dp"]["epsilon_spent"] if epsilon else None,
         "noise_multiplier": synth.metrics["dp"]["noise_multiplier"] if epsilon else None,
         "fit_seconds": fit_seconds,
         "training_rows": training_rows(fitted_on, synth.holdout).num_rows,
     }
+    try:
+        generated = synth.generate_with_stats(1000)
+    except GenerationError as err:  # nothing valid to score: report that, not a crash
+        return dict.fromkeys(SHOWN) | budget | {"valid_fraction": 0.0, "error": str(err)}
+    flat = scores(synth.evaluate(fitted_on, generated.table, target="Status"))
+    return flat | budget | {"valid_fraction": generated.stats["valid_fraction"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = ["–" if results[n][metric] is None else f"{results[n][metric]:.3f}" for n in names]
         lines.append(f"| {metric.replace('_', ' ')} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
+    failed = [f"{n}: generation stopped ({results[n]['error']})" for n in names if results[n].get("error")]
+    text += "".join(f"\n\n{line}" for line in failed)
     print(text)
     out = {
         "command": command_line(),
