@@ -13,7 +13,7 @@ from synth_model.config import PrivacyConfig, TrainingConfig
 from synth_model.errors import ConfigError, DataError
 from synth_model.models import build_tiny
 from synth_model.privacy import dp
-from synth_model.records import IGNORE_INDEX
+from synth_model.records import IGNORE_INDEX, Example
 from synth_model.train import collate
 
 TEXTS = [f'{{"id":{i},"kind":"k{i % 5}","note":"{"x" * (i % 9)}"}}\n' for i in range(60)]
@@ -30,7 +30,7 @@ def test_each_example_gradient_is_clipped_to_the_bound():
     dp.freeze_norms(model)
     reference = copy.deepcopy(model)
     ids = [tok(t)["input_ids"] for t in TEXTS[:6]]
-    batch = collate([type("E", (), {"input_ids": i, "labels": i})() for i in ids], tok.pad_token_id)
+    batch = collate([Example(i, i, 1) for i in ids], tok.pad_token_id)
     bound = 0.05  # far below every example's gradient norm, so all of them are clipped
     plan = dp.DPPlan(8, 1e-5, 0.0, bound, 0.1, len(ids), 1, 100)  # no noise: the sum is exact
     params = [p for p in model.parameters() if p.requires_grad]
@@ -48,7 +48,7 @@ def test_each_example_gradient_is_clipped_to_the_bound():
     expected = [torch.zeros_like(p) for p in ref_params]
     for one in ids:
         reference.zero_grad()
-        single = collate([type("E", (), {"input_ids": one, "labels": one})()], tok.pad_token_id)
+        single = collate([Example(one, one, 1)], tok.pad_token_id)
         dp.per_example_loss(reference(input_ids=single["input_ids"]).logits, single["labels"]).sum().backward()
         grads = [p.grad for p in ref_params]
         scale = min(1.0, bound / float(torch.stack([g.norm() for g in grads]).norm()))
