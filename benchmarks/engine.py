@@ -329,6 +329,19 @@ def machine() -> dict:
     }
 
 
+def save_results(path: Path, **results) -> dict:
+    """Write a benchmark's results with how, when and where they were measured; return them."""
+    results = {
+        "command": command_line(),
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        **results,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
 def command_line() -> str:
     script = Path(sys.argv[0]).resolve()
     shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else script

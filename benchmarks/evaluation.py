@@ -18,8 +18,6 @@ between the evaluation markers in `benchmarks/README.md`.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import statistics
 import sys
 import time
@@ -32,7 +30,7 @@ import pyarrow.compute as pc
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import command_line, machine, write_readme  # noqa: E402
+from engine import save_results, write_readme  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
 from synth_model.evaluate.report import evaluate  # noqa: E402
@@ -143,15 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     rows, cols = timing["shape"]
     runtime_line = f"Evaluation runtime, {rows:,} x {cols}: median {timing['median']:.1f} s of {args.repeats}."
     print(text + "\n\n" + runtime_line)
-    results = {
-        "command": command_line(),
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(),
-        "fits": fits,
-        "medians": summaries,
-        "runtime": timing,
-    }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    results = save_results(
+        RESULTS,
+        fits=fits,
+        medians=summaries,
+        runtime=timing,
+    )
     section = (
         f"{START}\n### Evaluation (`{results['command']}`)\n\nEach dataset split 80/20 per fit; the model is fitted "
         f"on the 80% ({args.records} training records) and every table is scored against its training rows and "

@@ -15,8 +15,6 @@ section between the events markers in `benchmarks/README.md`.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import statistics
 import sys
 import time
@@ -28,7 +26,7 @@ import pyarrow as pa
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import command_line, machine, write_readme  # noqa: E402
+from engine import save_results, write_readme  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
 from synth_model.config import SynthConfig  # noqa: E402
@@ -151,19 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.runs):
         print(f"[events] run {i + 1}/{args.runs}, {table.num_rows} flights", file=sys.stderr, flush=True)
         runs.append({"seed": args.seed + i, **run_once(table, args.seed + i, args.records, args.num_records)})
-    results = {
-        "command": command_line(),
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(),
-        "rows": table.num_rows,
-        "records": args.records,
-        "num_records": args.num_records,
-        "runs": runs,
-    }
+    results = save_results(RESULTS, rows=table.num_rows, records=args.records, num_records=args.num_records, runs=runs)
     text = table_text(results)
     print(text)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     m = results["machine"]
     section = (
         f"{START}\n### Event table (`{results['command']}`)\n\n{table.num_rows} flights of the first week of 2013, "

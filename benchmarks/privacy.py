@@ -13,8 +13,6 @@ in `benchmarks/README.md`.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import command_line, machine, write_readme  # noqa: E402
+from engine import save_results, write_readme  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
 from synth_model.errors import GenerationError  # noqa: E402
@@ -87,15 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = [f"{n}: generation stopped ({results[n]['error']})" for n in names if results[n].get("error")]
     text += "".join(f"\n\n{line}" for line in failed)
     print(text)
-    out = {
-        "command": command_line(),
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(),
-        "model": MODEL,
-        "records": args.records,
-        "results": results,
-    }
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    out = save_results(
+        RESULTS,
+        model=MODEL,
+        records=args.records,
+        results=results,
+    )
     section = (
         f"{START}\n### Differential privacy (`{out['command']}`)\n\ncredit_data, 80% of the rows "
         f"({results['no DP']['training_rows']} training rows after the model's holdout), the same tiny model "

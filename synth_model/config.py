@@ -8,14 +8,30 @@ the resolved config is what gets saved with every artifact.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synth_model.errors import ConfigError
 
 Auto = Literal["auto"]
+
+
+def _at_least_one(value: int | str) -> int | str:
+    if value != "auto" and value < 1:
+        raise ValueError("must be >= 1 or 'auto'")
+    return value
+
+
+def _open_unit(value: float | str) -> float | str:
+    if value != "auto" and not 0 < value < 1:
+        raise ValueError("must be in (0, 1) or 'auto'")
+    return value
+
+
+CountOrAuto = Annotated[int | Auto, AfterValidator(_at_least_one)]
+FractionOrAuto = Annotated[float | Auto, AfterValidator(_open_unit)]
 
 
 class _Section(BaseModel):
@@ -28,7 +44,7 @@ class DataConfig(_Section):
     random_state: int = Field(42, description="seed for the holdout split, sampling and training")
     group_training_examples_by: list[str] | None = None
     order_training_examples_by: list[str] | None = None
-    max_sequences_per_example: int | Auto = "auto"
+    max_sequences_per_example: CountOrAuto = "auto"
     max_records_per_group: int | None = Field(None, ge=1, description="cap on records per group (long histories)")
     group_cap_strategy: Literal["most_recent", "windows"] = "most_recent"
 
@@ -36,13 +52,6 @@ class DataConfig(_Section):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
-
-    @field_validator("max_sequences_per_example")
-    @classmethod
-    def _positive(cls, value: int | str) -> int | str:
-        if value != "auto" and value < 1:
-            raise ValueError("must be >= 1 or 'auto'")
-        return value
 
 
 class TinyModelConfig(_Section):
@@ -57,10 +66,10 @@ class TinyModelConfig(_Section):
 
 class TrainingConfig(_Section):
     pretrained_model: str = Field("tiny", description="'tiny', 'smollm2-135m', a local dir or a hub id")
-    num_input_records_to_sample: int | Auto = "auto"
+    num_input_records_to_sample: CountOrAuto = "auto"
     batch_size: int = Field(4, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
-    learning_rate: float | Auto = "auto"
+    learning_rate: FractionOrAuto = "auto"
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0, le=0.5)
     weight_decay: float = Field(0.01, ge=0, le=1)
@@ -71,20 +80,6 @@ class TrainingConfig(_Section):
     validation_ratio: float = Field(0.0, ge=0, le=0.5)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     tiny: TinyModelConfig = TinyModelConfig()
-
-    @field_validator("num_input_records_to_sample")
-    @classmethod
-    def _positive_records(cls, value: int | str) -> int | str:
-        if value != "auto" and value < 1:
-            raise ValueError("must be >= 1 or 'auto'")
-        return value
-
-    @field_validator("learning_rate")
-    @classmethod
-    def _positive_lr(cls, value: float | str) -> float | str:
-        if value != "auto" and not 0 < value < 1:
-            raise ValueError("must be in (0, 1) or 'auto'")
-        return value
 
 
 class GenerationConfig(_Section):
@@ -146,25 +141,11 @@ class PrivacyConfig(_Section):
 
     dp_enabled: bool = False
     epsilon: float = Field(8.0, gt=0, le=100)
-    delta: float | Auto = Field("auto", description="'auto' = 1/n^1.2 (n = records, or groups when grouped)")
+    delta: FractionOrAuto = Field("auto", description="'auto' = 1/n^1.2 (n = records, or groups when grouped)")
     per_sample_max_grad_norm: float = Field(1.0, gt=0)
-    expected_batch_size: int | Auto = Field(
+    expected_batch_size: CountOrAuto = Field(
         "auto", description="records (groups) per noisy step; 'auto' = min(256, n/10)"
     )
-
-    @field_validator("expected_batch_size")
-    @classmethod
-    def _positive_batch(cls, value: int | str) -> int | str:
-        if value != "auto" and value < 1:
-            raise ValueError("must be >= 1 or 'auto'")
-        return value
-
-    @field_validator("delta")
-    @classmethod
-    def _delta_range(cls, value: float | str) -> float | str:
-        if value != "auto" and not 0 < value < 1:
-            raise ValueError("must be in (0, 1) or 'auto'")
-        return value
 
 
 class SynthConfig(_Section):
