@@ -16,6 +16,7 @@ import duckdb
 from dagster_project.metadata import column_lineage, preview, privacy_metadata, table_metadata
 from dagster_project.resources import WarehouseResource
 from synth_model.errors import SynthError
+from synth_model.synthesizer import MODEL_FORMAT
 from warehouse import pipeline
 from warehouse.spec import digest
 from warehouse.sql_models import Plan
@@ -107,6 +108,7 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
             spec.group_by,
             spec.order_by,
             *(engine[k] for k in ("data", "replace_pii", "training", "privacy")),
+            MODEL_FORMAT,
         ),
         description=f"Language model fitted on prepared.{name} (retrained only when its inputs change).",
         retry_policy=RETRY,

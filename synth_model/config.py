@@ -89,7 +89,7 @@ class GenerationConfig(_Section):
     repetition_penalty: float = Field(1.0, gt=0, le=5)
     patience: int = Field(3, ge=1)
     invalid_fraction_threshold: float = Field(0.8, gt=0, le=1)
-    use_structured_generation: bool = False
+    use_structured_generation: bool = Field(True, description="grammar-constrained sampling: only well-formed records")
     batch_size: int | Auto = "auto"
     seed: int | None = None
     # grouped tables: relaxations of "a group is valid only if ..." (all off by default)
@@ -97,16 +97,6 @@ class GenerationConfig(_Section):
     group_by_ignore_invalid_records: bool = False  # drop invalid records instead of the whole group
     group_by_fix_non_unique_value: bool = False  # give every record the group's first key instead of rejecting
     group_by_fix_unordered_records: bool = False  # sort records by order_training_examples_by instead
-
-    @field_validator("use_structured_generation")
-    @classmethod
-    def _not_yet(cls, value: bool) -> bool:
-        if value:
-            raise ValueError(
-                "structured generation is not available in this version; set it to false "
-                "(records are still validated and invalid ones dropped)"
-            )
-        return value
 
 
 PII_ENTITIES = (

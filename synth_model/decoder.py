@@ -1,9 +1,11 @@
 """Incremental decoding for sampling: a lean Llama KV-cache decoder, and HF's StaticCache for the rest.
 
-Every sequence of a batch continues the same prompt in lockstep (no padding), so after `t` tokens
-each attention only needs the filled prefix 0..t of the cache. HF's StaticCache attends over the
-whole preallocated length at every step; `KVDecoder` runs the Llama blocks straight over the
-module weights, with q/k/v and gate/up fused into single matmuls, and attends over the prefix only.
+Every row of a batch continues the same prompt with one unit (see records.py), so the prompt is
+run once and its keys/values are shared by all rows. `KVDecoder` runs the Llama blocks straight
+over the module weights (q/k/v and gate/up fused into single matmuls) with a position per row: a
+row that finished its unit is restarted right after the prompt while the others go on
+(continuous batching), and attention covers only the longest live prefix. `HFDecoder` (other
+architectures) advances all rows in lockstep and cannot restart one, so its batches run in waves.
 """
 
 from __future__ import annotations
@@ -52,12 +54,17 @@ def _cat(*tensors: torch.Tensor | None) -> torch.Tensor | None:
 
 
 class KVDecoder:
-    """Batched incremental decoding of a Llama model over a preallocated KV cache.
+    """Batched incremental decoding of a Llama model, one position per row, the prompt shared.
 
-    prefill(ids [B or 1, P]) -> logits [B, V] of the last prompt position (a single prompt row is
-    run once and its keys/values broadcast to the whole batch); step(ids [B]) -> logits [B, V].
-    A peft model is merged into a deep copy, so the caller's (trainable) model is never touched.
+    prefill(ids [1, P]) -> logits [B, V] after the prompt; step(ids [B]) -> logits [B, V];
+    restart(rows) puts rows back right after the prompt (their next logits are `prompt_logits`);
+    keep(rows) drops the other rows. The prompt's keys/values are stored once and every row's
+    query meets them in one matmul; each row's own tokens have their own cache, read only up to
+    the longest live row. A peft model is merged into a deep copy, so the caller's (trainable)
+    model is never touched.
     """
+
+    refills = True
 
     @torch.no_grad()
     def __init__(self, model, batch_size: int, max_len: int):
@@ -66,7 +73,7 @@ class KVDecoder:
             raise TypeError(f"KVDecoder needs a LlamaForCausalLM, got {type(model).__name__}")
         cfg = model.config
         inner = model.model
-        self.batch_size, self.max_len, self.length = batch_size, max_len, 0
+        self.batch_size, self.max_len, self.prompt_len = batch_size, max_len, 0
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.eps = cfg.rms_norm_eps
@@ -93,53 +100,106 @@ class KVDecoder:
             )
         # cos/sin for every position, from the model's own rotary module (keeps RoPE scaling).
         positions = torch.arange(max_len, device=self.embed.device)[None]
-        self.cos, self.sin = inner.rotary_emb(self.embed[:1], position_ids=positions)
-        shape = (batch_size, self.kv_heads, max_len, self.head_dim)
-        self.keys = [self.embed.new_empty(shape) for _ in self.layers]
-        self.values = [self.embed.new_empty(shape) for _ in self.layers]
+        cos, sin = inner.rotary_emb(self.embed[:1], position_ids=positions)
+        self.cos, self.sin = cos[0], sin[0]
+        self.prompt_keys: list[torch.Tensor] = []  # per layer [kv_heads, P, head_dim]
+        self.prompt_values: list[torch.Tensor] = []
+        self.keys: list[torch.Tensor] = []  # per layer [B, kv_heads, max_len - P, head_dim]
+        self.values: list[torch.Tensor] = []
+        self.filled = torch.zeros(batch_size, dtype=torch.long, device=self.embed.device)  # own tokens per row
+        self.prompt_logits: torch.Tensor | None = None
 
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.length:
-            raise RuntimeError("prefill must come first")
-        logits = self._forward(ids)
-        return logits.expand(self.batch_size, -1)
+        if self.prompt_logits is not None:
+            raise RuntimeError("prefill must come first, and once")
+        span = ids.shape[1]
+        if span >= self.max_len:
+            raise RuntimeError(f"the cache holds {self.max_len} positions")
+        self.prompt_len = span
+        self.prompt_logits = self._prompt(ids)
+        shape = (self.batch_size, self.kv_heads, self.max_len - span, self.head_dim)
+        self.keys = [self.embed.new_empty(shape) for _ in self.layers]
+        self.values = [self.embed.new_empty(shape) for _ in self.layers]
+        return self.prompt_logits.expand(self.batch_size, -1)
+
+    @torch.inference_mode()
+    def restart(self, rows: torch.Tensor) -> None:
+        """Rows continue the prompt afresh."""
+        self.filled[rows] = 0
+
+    @torch.inference_mode()
+    def keep(self, rows: torch.Tensor) -> None:
+        """Only `rows` stay in the batch (cheaper steps once few rows are still needed)."""
+        self.keys = [k[rows] for k in self.keys]
+        self.values = [v[rows] for v in self.values]
+        self.filled = self.filled[rows]
+        self.batch_size = len(rows)
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
-        return self._forward(ids[:, None])
-
-    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rows, span = ids.shape
-        start, end = self.length, self.length + span
-        if end > self.max_len:
+        rows, own = ids.shape[0], self.filled
+        span = int(own.max()) + 1
+        if self.prompt_len + span > self.max_len:
             raise RuntimeError(f"the cache holds {self.max_len} positions")
-        h, d, g = self.heads, self.head_dim, self.heads // self.kv_heads
-        cos, sin = self.cos[:, start:end], self.sin[:, start:end]
-        x = F.embedding(ids, self.embed)
+        h, d, kv = self.heads, self.head_dim, self.kv_heads
+        g = h // kv
+        every = torch.arange(rows, device=own.device)
+        position = own + self.prompt_len
+        cos, sin = self.cos[position][:, None], self.sin[position][:, None]
+        hidden = (torch.arange(span, device=own.device) > own[:, None])[:, None, None]  # [B, 1, 1, span]
+        scale = d**-0.5
+        x = F.embedding(ids[:, None], self.embed)
         for i, (ln1, w_qkv, b_qkv, w_o, b_o, ln2, w_gu, b_gu, w_down, b_down) in enumerate(self.layers):
-            qkv = F.linear(_rms_norm(x, ln1, self.eps), w_qkv, b_qkv).view(rows, span, -1, d).transpose(1, 2)
-            q, k, v = qkv.split([h, self.kv_heads, self.kv_heads], dim=1)
+            qkv = F.linear(_rms_norm(x, ln1, self.eps), w_qkv, b_qkv).view(rows, 1, -1, d).transpose(1, 2)
+            q, k, v = qkv.split([h, kv, kv], dim=1)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            self.keys[i][:, :, start:end] = k
-            self.values[i][:, :, start:end] = v
-            keys, values = self.keys[i][:rows, :, :end], self.values[i][:rows, :, :end]
-            if span == 1:
-                # One query per head: the g heads sharing a kv head become g query rows (no mask needed).
-                q = q.reshape(rows, self.kv_heads, g, d)
-                out = F.scaled_dot_product_attention(q, keys, values).reshape(rows, 1, h * d)
-            else:
-                out = F.scaled_dot_product_attention(q, keys, values, is_causal=True, enable_gqa=g > 1)
-                out = out.transpose(1, 2).reshape(rows, span, h * d)
-            x = x + F.linear(out, w_o, b_o)
+            self.keys[i][every, :, own] = k[:, :, 0]
+            self.values[i][every, :, own] = v[:, :, 0]
+            q = q.reshape(rows, kv, g, d)  # the g heads sharing a kv head become g query rows
+            # Scores against the shared prompt (one matmul over all rows) and against each row's own tokens.
+            shared = torch.matmul(q.transpose(0, 1).reshape(kv, rows * g, d), self.prompt_keys[i].transpose(1, 2))
+            shared = shared.view(kv, rows, g, -1).transpose(0, 1)
+            keys, values = self.keys[i][:, :, :span], self.values[i][:, :, :span]
+            mine = torch.matmul(q, keys.transpose(2, 3)).masked_fill_(hidden, float("-inf"))
+            weights = (torch.cat([shared, mine], dim=-1) * scale).softmax(-1)
+            w_shared, w_mine = weights.split([self.prompt_len, span], dim=-1)
+            out = torch.matmul(w_mine, values)
+            out += torch.matmul(w_shared.transpose(0, 1).reshape(kv, rows * g, -1), self.prompt_values[i]).view(
+                kv, rows, g, d
+            ).transpose(0, 1)
+            x = x + F.linear(out.reshape(rows, 1, h * d), w_o, b_o)
             gate, up = F.linear(_rms_norm(x, ln2, self.eps), w_gu, b_gu).chunk(2, dim=-1)
             x = x + F.linear(self.act(gate) * up, w_down, b_down)
-        self.length = end
+        self.filled = own + 1
         return F.linear(_rms_norm(x[:, -1], self.norm, self.eps), self.lm_head)
+
+    def _prompt(self, ids: torch.Tensor) -> torch.Tensor:
+        """Run the prompt once and keep its keys/values; logits [V] of its last position."""
+        span = ids.shape[1]
+        h, d = self.heads, self.head_dim
+        cos, sin = self.cos[None, :span], self.sin[None, :span]
+        x = F.embedding(ids, self.embed)
+        for ln1, w_qkv, b_qkv, w_o, b_o, ln2, w_gu, b_gu, w_down, b_down in self.layers:
+            qkv = F.linear(_rms_norm(x, ln1, self.eps), w_qkv, b_qkv).view(1, span, -1, d).transpose(1, 2)
+            q, k, v = qkv.split([h, self.kv_heads, self.kv_heads], dim=1)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            self.prompt_keys.append(k[0].contiguous())
+            self.prompt_values.append(v[0].contiguous())
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=h > self.kv_heads)
+            x = x + F.linear(out.transpose(1, 2).reshape(1, span, h * d), w_o, b_o)
+            gate, up = F.linear(_rms_norm(x, ln2, self.eps), w_gu, b_gu).chunk(2, dim=-1)
+            x = x + F.linear(self.act(gate) * up, w_down, b_down)
+        return F.linear(_rms_norm(x[0, -1], self.norm, self.eps), self.lm_head)
 
 
 class HFDecoder:
-    """The same interface over HF's own forward and StaticCache, for non-Llama architectures."""
+    """The same interface over HF's own forward and StaticCache, for non-Llama architectures.
+
+    All rows share one position, so a finished row cannot restart: batches run in waves.
+    """
+
+    refills = False
 
     def __init__(self, model, batch_size: int, max_len: int):
         self.model, self.batch_size = model, batch_size

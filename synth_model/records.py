@@ -3,6 +3,12 @@
 One record is one compact JSON object on one line, keys in column order. A training example is a
 prompt (masked from the loss) followed by whole *units* and an end token. A unit is one record, or,
 for grouped tables, all records of one entity; so grouped events slot in without a second code path.
+
+Units packed into one example are isolated: each attends to the prompt and to itself only, at
+positions counted from the end of the prompt (see `train.collate`), and each is followed by the
+end token in the labels. So the model learns p(unit | prompt) exactly as sampling uses it: every
+sampled row continues the prompt with one unit and stops, and a finished row can be refilled at
+once (continuous batching) without attending over earlier, unrelated records.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -62,7 +68,7 @@ def schema_texts(schema: TableSchema) -> list[str]:
 def records_to_table(records: Sequence[dict], schema: TableSchema) -> pa.Table:
     """Validated records back to an Arrow table with the source's column names and types."""
     arrays = []
-    for rule, field in zip(schema.columns, schema.arrow_schema(), strict=True):
+    for rule, column in zip(schema.columns, schema.arrow_schema(), strict=True):
         values = [r[rule.name] for r in records]
         if rule.kind == "date":
             values = [None if v is None else dt.date.fromisoformat(v) for v in values]
@@ -72,7 +78,7 @@ def records_to_table(records: Sequence[dict], schema: TableSchema) -> pa.Table:
             values = [None if v is None else float(v) for v in values]
         elif rule.kind == "integer":
             values = [None if v is None else int(v) for v in values]
-        arrays.append(pa.array(values, type=field.type))
+        arrays.append(pa.array(values, type=column.type))
     return pa.Table.from_arrays(arrays, schema=schema.arrow_schema())
 
 
@@ -90,6 +96,12 @@ class Example:
     input_ids: list[int]
     labels: list[int]
     n_records: int
+    starts: list[int] = field(default_factory=list)  # where each unit begins (empty: one unit after the prompt)
+
+
+def unit_token_cap(units: Sequence[Unit], limit: int) -> int:
+    """Most tokens a sampled unit may take: the longest unit training saw, plus a quarter for slack."""
+    return min(limit, math.ceil(1.25 * max(len(u.ids) for u in units)) + 1)
 
 
 def check_fit(units: Sequence[Unit], prompt_len: int, context: int, grouped: bool = False) -> None:
@@ -125,25 +137,37 @@ def assemble_examples(
 ) -> list[Example]:
     """Pack shuffled units into examples until `records_to_sample` records are covered.
 
-    Each pass over the data is a fresh shuffle, so repeated epochs see different neighbours.
+    Each pass over the data is a fresh shuffle, so repeated epochs see different neighbours. The
+    first token of every unit after the first is labelled with the end token instead: it is what
+    the previous unit's last position must predict (a unit's own first token is learned from the
+    prompt, as the first unit of each example teaches).
     """
     examples: list[Example] = []
     covered = 0
     prompt_labels = [IGNORE_INDEX] * len(prompt_ids)
+
+    def close(ids: list[int], labels: list[int], starts: list[int], n_records: int) -> None:
+        nonlocal covered
+        examples.append(Example(ids + [eos_id], labels + [eos_id], n_records, starts))
+        covered += n_records
+
+    def fresh() -> tuple[list[int], list[int], list[int], int]:
+        return list(prompt_ids), list(prompt_labels), [], 0
+
+    ids, labels, starts, n_records = fresh()
     while covered < records_to_sample:
-        ids, n_units, n_records = list(prompt_ids), 0, 0
         for i in rng.permutation(len(units)):
             unit = units[i]
-            if n_units and (len(ids) + len(unit.ids) + 1 > context or n_units >= max_units):
-                examples.append(Example(ids + [eos_id], prompt_labels + ids[len(prompt_ids) :] + [eos_id], n_records))
-                covered += n_records
-                ids, n_units, n_records = list(prompt_ids), 0, 0
+            if starts and (len(ids) + len(unit.ids) + 1 > context or len(starts) >= max_units):
+                close(ids, labels, starts, n_records)
+                ids, labels, starts, n_records = fresh()
                 if covered >= records_to_sample:
                     break
+            starts.append(len(ids))
+            labels.extend([eos_id if len(starts) > 1 else unit.ids[0], *unit.ids[1:]])
             ids.extend(unit.ids)
-            n_units += 1
             n_records += unit.n_records
         else:
-            examples.append(Example(ids + [eos_id], prompt_labels + ids[len(prompt_ids) :] + [eos_id], n_records))
-            covered += n_records
+            close(ids, labels, starts, n_records)
+            ids, labels, starts, n_records = fresh()
     return examples

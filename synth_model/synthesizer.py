@@ -26,7 +26,15 @@ from synth_model.groups import BEGIN, END, GroupRules, KeyFactory, cap_groups, l
 from synth_model.holdout import group_ids, split_holdout
 from synth_model.privacy import dp
 from synth_model.privacy.pii import PiiMapper, PiiReport, protect
-from synth_model.records import Unit, assemble_examples, check_fit, prompt_text, rows_to_texts, schema_texts
+from synth_model.records import (
+    Unit,
+    assemble_examples,
+    check_fit,
+    prompt_text,
+    rows_to_texts,
+    schema_texts,
+    unit_token_cap,
+)
 from synth_model.schema import TableSchema, infer_schema
 from synth_model.train import ProgressFn, train
 
@@ -43,6 +51,7 @@ UNIT = "__unit"  # hidden column: the training group of each row (an entity, or 
 TINY_EPOCHS = 12  # "auto" records to sample for the tiny model, in passes over the training rows
 TINY_MAX_RECORDS = 150_000
 LORA_EPOCHS = 1
+MODEL_FORMAT = 2  # 2: units isolated in training (one unit per sampled row); folders of another format retrain
 
 
 def as_arrow(table) -> pa.Table:
@@ -67,7 +76,7 @@ class Synthesizer:
         self.holdout: pa.Table | None = None
         self.metrics: dict = {}
         self.prompt_ids: list[int] = []
-        self.max_new_tokens = 0
+        self.max_unit_tokens = 0
         self.keys: list[KeyFactory] = []
 
     # ------------------------------------------------------------------ fit
@@ -151,7 +160,7 @@ class Synthesizer:
         )
         self.schema, self.loaded, self.holdout, self.keys, self.pii = schema, loaded, holdout, keys, pii
         self.prompt_ids = prompt_ids
-        self.max_new_tokens = max(len(e.input_ids) for e in examples) - len(prompt_ids)
+        self.max_unit_tokens = unit_token_cap(units, loaded.context_length - len(prompt_ids) - 1)
         self.metrics = {
             **metrics,
             "rows_in": table.num_rows,
@@ -159,7 +168,7 @@ class Synthesizer:
             "holdout_rows": holdout.num_rows,
             "tokens_per_record": float(np.mean([len(u.ids) / u.n_records for u in units])),
             **(_group_metrics(units) if group_by else {}),
-            "max_new_tokens": self.max_new_tokens,
+            "max_unit_tokens": self.max_unit_tokens,
             **({"pii": _pii_metrics(pii)} if pii else {}),
             **(
                 {"dp": {**dp_plan.as_dict(), "epsilon_spent": dp.spent_epsilon(dp_plan, metrics["steps"])}}
@@ -215,11 +224,11 @@ class Synthesizer:
             self.loaded.tokenizer,
             self.schema.without(k.column for k in self.keys),
             self.prompt_ids,
-            self.max_new_tokens,
+            self.max_unit_tokens,
             self.config.generation,
             num_records=num_records,
             progress=progress,
-            records_per_sequence=data.max_sequences_per_example,
+            records_per_unit=self.metrics.get("records_per_group_mean", 1.0),
             groups=rules,
             keys=self.keys,
             output_schema=self.schema,
@@ -274,8 +283,9 @@ class Synthesizer:
             if self.pii:
                 (staging / PII_FILE).write_text(json.dumps(self.pii, indent=2))
             meta = {
+                "format": MODEL_FORMAT,
                 "prompt_ids": self.prompt_ids,
-                "max_new_tokens": self.max_new_tokens,
+                "max_unit_tokens": self.max_unit_tokens,
                 "context_length": self.loaded.context_length,
             }
             (staging / METRICS_FILE).write_text(json.dumps({**self.metrics, **meta}, indent=2))
@@ -303,7 +313,12 @@ class Synthesizer:
         self.keys = load_keys(path / KEYS_FILE)
         self.pii = json.loads((path / PII_FILE).read_text()) if (path / PII_FILE).is_file() else {}
         stored = json.loads((path / METRICS_FILE).read_text())
-        self.prompt_ids, self.max_new_tokens = stored.pop("prompt_ids"), stored.pop("max_new_tokens")
+        if stored.pop("format", 1) != MODEL_FORMAT:
+            raise SynthError(
+                f"{path} holds a model of an older format (units were not isolated in training); train it again "
+                "(`synth train`, or materialize the model asset)"
+            )
+        self.prompt_ids, self.max_unit_tokens = stored.pop("prompt_ids"), stored.pop("max_unit_tokens")
         context = stored.pop("context_length")
         self.metrics = stored
         device, dtype = models.resolve_device(self.config.training.device)

@@ -27,19 +27,35 @@ from synth_model.privacy.dp import (
 from synth_model.records import IGNORE_INDEX, Example
 
 ProgressFn = Callable[[dict], None]
+PROMPT_SEGMENT, PAD_SEGMENT = -1, -2
 
 
 def collate(batch: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad a batch; each unit attends to the prompt and itself, at positions counted from the prompt.
+
+    The attention mask is 4-D ([batch, 1, query, key], True = may attend): causal, restricted to the
+    query's own unit plus the prompt, padding hidden (a padded query sees only itself).
+    """
     width = max(len(e.input_ids) for e in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    positions = torch.zeros((len(batch), width), dtype=torch.long)
+    segment = torch.full((len(batch), width), PAD_SEGMENT, dtype=torch.long)
     for i, e in enumerate(batch):
         n = len(e.input_ids)
         ids[i, :n] = torch.tensor(e.input_ids)
         labels[i, :n] = torch.tensor(e.labels)
-        mask[i, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        starts = e.starts or [0]
+        segment[i, : starts[0]] = PROMPT_SEGMENT
+        positions[i, : starts[0]] = torch.arange(starts[0])
+        for k, (begin, end) in enumerate(zip(starts, [*starts[1:], n], strict=True)):
+            segment[i, begin:end] = k
+            positions[i, begin:end] = torch.arange(starts[0], starts[0] + end - begin)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    same_unit = segment[:, :, None] == segment[:, None, :]
+    visible = same_unit | (segment == PROMPT_SEGMENT)[:, None, :]
+    mask = causal & visible & (segment != PAD_SEGMENT)[:, None, :] | torch.eye(width, dtype=torch.bool)
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask[:, None], "position_ids": positions}
 
 
 def make_batches(examples: Sequence[Example], batch_size: int, rng: np.random.Generator) -> list[list[Example]]:
@@ -151,7 +167,7 @@ def train(
                         step_optimizer.signal_skip_step(do_skip=True)
                         step_optimizer.step()
                         step_optimizer.zero_grad(set_to_none=True)
-                tokens = int(batch["attention_mask"].sum())
+                tokens = sum(len(e.input_ids) for e in batch_examples)
                 seen += tokens
                 bar.update(tokens)
                 losses.append(loss.item())

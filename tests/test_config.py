@@ -10,7 +10,7 @@ def test_defaults_use_established_names_and_auto():
     assert cfg.training.pretrained_model == "tiny"
     assert cfg.training.num_input_records_to_sample == "auto"
     assert cfg.training.learning_rate == "auto"
-    assert cfg.generation.use_structured_generation is False
+    assert cfg.generation.use_structured_generation is True
 
 
 def test_unknown_key_is_named():
@@ -59,6 +59,7 @@ def test_missing_or_bad_yaml(tmp_path):
         SynthConfig.from_any(bad)
 
 
-def test_structured_generation_is_refused_clearly():
-    with pytest.raises(ConfigError, match="structured generation"):
-        SynthConfig.from_any({"generation": {"use_structured_generation": True}})
+def test_structured_generation_takes_only_a_boolean():
+    assert SynthConfig.from_any({"generation": {"use_structured_generation": False}}).generation.use_structured_generation is False
+    with pytest.raises(ConfigError, match="generation.use_structured_generation"):
+        SynthConfig.from_any({"generation": {"use_structured_generation": "sometimes"}})

@@ -8,7 +8,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from synth_model.config import GenerationConfig
 from synth_model.decoder import HFDecoder, KVDecoder, make_decoder
-from synth_model.generate import _sample, sample_batch
+from synth_model.generate import _sample, sample_units
 
 VOCAB, PROMPT, STEPS, BATCH = 100, 7, 6, 3
 
@@ -41,15 +41,22 @@ def lora_llama():
     return model
 
 
-def assert_matches_hf(model) -> None:
-    torch.manual_seed(1)
-    ids = torch.randint(0, VOCAB, (BATCH, PROMPT + STEPS))
+def hf_last_logits(model, ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        expected = model(input_ids=ids).logits
+        return model(input_ids=ids).logits[:, -1]
+
+
+def assert_matches_hf(model) -> None:
+    """Rows sharing one prompt, then each its own tokens: every step agrees with HF's full forward."""
+    torch.manual_seed(1)
+    prompt = torch.randint(0, VOCAB, (1, PROMPT))
+    tokens = torch.randint(0, VOCAB, (BATCH, STEPS))
     decoder = KVDecoder(model, BATCH, PROMPT + STEPS)
-    torch.testing.assert_close(decoder.prefill(ids[:, :PROMPT]), expected[:, PROMPT - 1], atol=1e-4, rtol=1e-4)
-    for t in range(PROMPT, PROMPT + STEPS - 1):
-        torch.testing.assert_close(decoder.step(ids[:, t]), expected[:, t], atol=1e-4, rtol=1e-4)
+    expected = hf_last_logits(model, prompt).expand(BATCH, -1)
+    torch.testing.assert_close(decoder.prefill(prompt), expected, atol=1e-4, rtol=1e-4)
+    for t in range(STEPS - 1):
+        full = torch.cat([prompt.expand(BATCH, -1), tokens[:, : t + 1]], dim=1)
+        torch.testing.assert_close(decoder.step(tokens[:, t]), hf_last_logits(model, full), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("rope", [None, {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}])
@@ -71,16 +78,32 @@ def test_decoder_matches_hf_forward_with_lora_and_leaves_the_model_alone():
     assert all(torch.equal(before[name], after[name]) for name in before)
 
 
-def test_single_prompt_row_is_broadcast_to_the_batch():
+def test_a_restarted_row_starts_afresh_while_the_others_go_on_and_dropped_rows_leave():
+    """Continuous batching: row 1 restarts after the prompt mid-way, then row 0 is dropped."""
     model = tiny_llama()
     prompt = torch.arange(PROMPT)[None]
-    decoder = KVDecoder(model, BATCH, PROMPT + 2)
-    logits = decoder.prefill(prompt)
-    assert logits.shape == (BATCH, VOCAB)
-    tokens = torch.tensor([3, 5, 7])
-    with torch.no_grad():
-        expected = model(input_ids=torch.cat([prompt.expand(BATCH, -1), tokens[:, None]], 1)).logits[:, -1]
-    torch.testing.assert_close(decoder.step(tokens), expected, atol=1e-4, rtol=1e-4)
+    decoder = KVDecoder(model, BATCH, PROMPT + 8)
+    decoder.prefill(prompt)
+    history = [[] for _ in range(BATCH)]
+
+    def step(tokens: list[int]) -> None:
+        for row, token in zip(history, tokens, strict=True):
+            row.append(token)
+        logits = decoder.step(torch.tensor(tokens))
+        for i, row in enumerate(history):
+            full = torch.cat([prompt, torch.tensor([row])], dim=1)
+            torch.testing.assert_close(logits[i], hf_last_logits(model, full)[0], atol=1e-4, rtol=1e-4)
+
+    step([3, 4, 5])
+    step([6, 7, 8])
+    decoder.restart(torch.tensor([1]))
+    history[1] = []
+    torch.testing.assert_close(decoder.prompt_logits, hf_last_logits(model, prompt)[0], atol=1e-4, rtol=1e-4)
+    step([9, 10, 11])
+    step([12, 13, 14])
+    decoder.keep(torch.tensor([1, 2]))
+    history = history[1:]
+    step([15, 16])
 
 
 def test_other_rope_types_fall_back_to_hf():
@@ -89,23 +112,39 @@ def test_other_rope_types_fall_back_to_hf():
     assert isinstance(make_decoder(tiny_llama(), BATCH, 16), KVDecoder)
 
 
+def _sample_all(model, seed: int, cfg: GenerationConfig, units: int = 12) -> list[tuple[list[int], bool]]:
+    """Units sampled on 4 rows until `units` have finished (token 0 ends a unit)."""
+    generator = torch.Generator().manual_seed(seed)
+    finished: list = []
+
+    def wanted(live: int) -> int:
+        return max(0, units - len(finished) - live)
+
+    for batch in sample_units(model, [1, 2, 3], 4, 10, 0, cfg, generator, wanted):
+        finished.extend(batch)
+    return finished
+
+
 @pytest.mark.parametrize(
     "cfg", [GenerationConfig(), GenerationConfig(temperature=0.8, top_p=0.9, repetition_penalty=1.2)]
 )
-def test_sample_batch_is_reproducible(cfg):
+def test_sampling_is_reproducible_and_refills_rows(cfg):
     model = tiny_llama()
+    first = _sample_all(model, 5, cfg)
+    assert len(first) == 12  # 4 rows, refilled until twelve units finished
+    assert first == _sample_all(model, 5, cfg)
+    assert first != _sample_all(model, 6, cfg)
+    for ids, ended in first:
+        assert 0 not in ids and len(ids) <= 10
+        assert ended or len(ids) == 10  # a unit either met the end token or hit the cap
 
-    def sample(seed: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seed)
-        return sample_batch(model, [1, 2, 3], 4, 20, eos_id=0, cfg=cfg, generator=generator)
 
-    first = sample(5)
-    assert first.shape[0] == 4 and first.shape[1] <= 20
-    assert torch.equal(first, sample(5))
-    assert not torch.equal(first, sample(6))
-    for row in first.tolist():  # everything after the end token is the end token
-        if 0 in row:
-            assert set(row[row.index(0) :]) == {0}
+@pytest.mark.parametrize("architecture", ["kv", "hf"])
+def test_both_decoders_sample_the_same_units(architecture):
+    """The HF fallback runs in waves, the KV decoder refills rows; seeded, each is deterministic."""
+    model = tiny_llama({"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0} if architecture == "hf" else None)
+    units = _sample_all(model, 3, GenerationConfig(), units=9)
+    assert len(units) >= 9 and units == _sample_all(model, 3, GenerationConfig(), units=9)
 
 
 def test_hf_fallback_agrees_with_kv_decoder():

@@ -57,7 +57,12 @@ def test_examples_respect_context_max_units_and_mask_the_prompt():
         assert len(e.input_ids) <= 40
         assert e.n_records <= 3  # 3 + 3*10 + 1 = 34 fits, a fourth unit would not
         assert e.input_ids[:3] == prompt and e.labels[:3] == [IGNORE_INDEX] * 3
-        assert e.input_ids[-1] == 999 and e.labels[3:] == e.input_ids[3:]
+        assert e.input_ids[-1] == 999 and e.labels[-1] == 999
+        assert e.starts == list(range(3, 3 + 10 * e.n_records, 10))
+        # every unit after the first teaches the end token where it begins; the rest are its own tokens
+        for k, start in enumerate(e.starts):
+            assert e.labels[start] == (e.input_ids[start] if k == 0 else 999)
+            assert e.labels[start + 1 : start + 10] == e.input_ids[start + 1 : start + 10]
     capped = assemble_examples(units, prompt, 999, context=400, max_units=2, records_to_sample=10, rng=rng)
     assert max(e.n_records for e in capped) == 2
 

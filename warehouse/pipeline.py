@@ -27,6 +27,7 @@ from synth_model.errors import DataError
 from synth_model.evaluate.report import save_report
 from synth_model.evaluate.sequences import sequence_stats
 from synth_model.privacy.pii import PiiMapper
+from synth_model.synthesizer import MODEL_FORMAT
 from warehouse import audit
 from warehouse.spec import digest
 from warehouse.sql_models import Plan
@@ -148,7 +149,7 @@ def train(warehouse: Warehouse, plan: Plan, models_root: Path, run_id: str, log:
         columns = list(column_types(con, prepared))
     query = training_query(prepared, columns, spec.mapped_columns, (spec.group_by or []) + (spec.order_by or []))
     config = spec.engine_config()
-    model_id = digest(content, query, config.dump())
+    model_id = digest(content, query, config.dump(), MODEL_FORMAT)
     model_dir = Path(models_root) / spec.name / model_id
     retrained = not (model_dir / "config.yaml").is_file()
     if retrained:

@@ -1,0 +1,110 @@
+"""Structured generation: the learned schema as a grammar, enforced token by token with llguidance.
+
+Each row may only emit what the grammar allows next: compact JSON with the columns in order,
+category values from their domain, numbers of the right kind within the learned range and with
+at most the learned decimals, strings within the learned lengths (and character classes for
+identifiers), ISO dates, null only where the column had nulls; grouped tables add the marker
+lines around one or more records. After the unit's final newline only the end token is allowed.
+The per-row masks are computed in parallel in llguidance's Rust threads (about a millisecond per
+step for 256 rows on 2 cores), then applied to the logits as -inf.
+"""
+
+from __future__ import annotations
+
+import json
+
+import llguidance
+import llguidance.hf
+import llguidance.torch
+import torch
+
+from synth_model.errors import ConfigError
+from synth_model.groups import BEGIN, END
+from synth_model.schema import ColumnRule, TableSchema
+
+DATETIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([+-][0-9]{2}:[0-9]{2})?$"
+COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+
+
+def column_schema(rule: ColumnRule) -> dict:
+    """One column's value as JSON Schema, in the form `records.rows_to_texts` writes it."""
+    if rule.categories is not None:
+        value: dict = {"enum": list(rule.categories)}
+    elif rule.kind == "boolean":
+        value = {"type": "boolean"}
+    elif rule.kind == "integer" or (rule.kind == "float" and rule.decimals == 0):
+        value = {"type": "integer", "minimum": rule.minimum, "maximum": rule.maximum}
+    elif rule.kind == "float":
+        value = {"type": "number", "minimum": rule.minimum, "maximum": rule.maximum}
+        if rule.decimals is not None:
+            value["multipleOf"] = float(f"1e-{rule.decimals}")
+    elif rule.kind == "date":
+        value = {"type": "string", "format": "date"}
+    elif rule.kind == "datetime":
+        value = {"type": "string", "pattern": DATETIME}
+    else:
+        value = {"type": "string", "minLength": rule.min_length, "maxLength": rule.max_length}
+        if rule.pattern:
+            value["pattern"] = rule.pattern  # anchored: an unanchored JSON Schema pattern matches any substring
+    return value if rule.required else {"anyOf": [value, {"type": "null"}]}
+
+
+def record_schema(schema: TableSchema) -> dict:
+    return {
+        "type": "object",
+        "properties": {c.name: column_schema(c) for c in schema.columns},
+        "required": schema.names,
+        "additionalProperties": False,
+        "x-guidance": COMPACT,
+    }
+
+
+def unit_grammar(schema: TableSchema, grouped: bool) -> str:
+    """Lark grammar of one unit: a record line, or a group of record lines between marker lines."""
+    record = "record: %json " + json.dumps(record_schema(schema), ensure_ascii=False)
+    if grouped:
+        return f'start: "{BEGIN}\\n" (record "\\n")+ "{END}\\n"\n{record}\n'
+    return f'start: record "\\n"\n{record}\n'
+
+
+class Constraint:
+    """One grammar matcher per batch row; masks logits and follows the sampled tokens."""
+
+    def __init__(self, tokenizer, schema: TableSchema, grouped: bool, rows: int):
+        try:
+            self.tokenizer = llguidance.hf.from_tokenizer(tokenizer)
+        except ValueError as err:
+            raise ConfigError(
+                f"generation.use_structured_generation needs a fast (Rust) tokenizer: {err}; set it to false"
+            ) from None
+        self.grammar = llguidance.LLMatcher.grammar_from_lark(unit_grammar(schema, grouped))
+        first = llguidance.LLMatcher(self.tokenizer, self.grammar, log_level=0)
+        if first.is_error():
+            raise ConfigError(f"the learned schema does not compile to a grammar: {first.get_error()}")
+        self.matchers = [first] + [first.deep_copy() for _ in range(rows - 1)]
+        self.executor = llguidance.LLExecutor()
+        self.bits = llguidance.torch.allocate_token_bitmask(rows, self.tokenizer.vocab_size)
+        self.shifts = torch.arange(32, dtype=torch.int32)
+
+    def mask(self, scores: torch.Tensor, rows: list[int]) -> None:
+        """Set to -inf, in place, every token the grammar forbids next for the given rows."""
+        self.bits.fill_(-1)  # rows not asked about (idle) allow everything: they are forced to the end token
+        llguidance.torch.fill_next_token_bitmask_par(self.executor, [(self.matchers[r], r) for r in rows], self.bits)
+        bits = self.bits[: scores.shape[0]]
+        allowed = ((bits[:, :, None] >> self.shifts) & 1).view(bits.shape[0], -1).bool()
+        vocab = min(scores.shape[1], allowed.shape[1])
+        scores[:, :vocab].masked_fill_(~allowed[:, :vocab].to(scores.device), float("-inf"))
+        scores[:, vocab:] = float("-inf")
+
+    def advance(self, tokens: list[int], rows: list[int]) -> list[bool]:
+        """Feed each row its sampled token; True where the row's unit is complete."""
+        self.executor.consume_token_par([(self.matchers[r], tokens[r]) for r in rows])
+        return [self.matchers[r].is_stopped() for r in rows]
+
+    def reset(self, rows: list[int]) -> None:
+        for r in rows:
+            self.matchers[r].reset()
+
+    def keep(self, rows: list[int]) -> None:
+        self.matchers = [self.matchers[r] for r in rows]
+        self.bits = self.bits[: len(rows)].contiguous()
