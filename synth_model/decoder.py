@@ -165,9 +165,11 @@ class KVDecoder:
             weights = (torch.cat([shared, mine], dim=-1) * scale).softmax(-1)
             w_shared, w_mine = weights.split([self.prompt_len, span], dim=-1)
             out = torch.matmul(w_mine, values)
-            out += torch.matmul(w_shared.transpose(0, 1).reshape(kv, rows * g, -1), self.prompt_values[i]).view(
-                kv, rows, g, d
-            ).transpose(0, 1)
+            out += (
+                torch.matmul(w_shared.transpose(0, 1).reshape(kv, rows * g, -1), self.prompt_values[i])
+                .view(kv, rows, g, d)
+                .transpose(0, 1)
+            )
             x = x + F.linear(out.reshape(rows, 1, h * d), w_o, b_o)
             gate, up = F.linear(_rms_norm(x, ln2, self.eps), w_gu, b_gu).chunk(2, dim=-1)
             x = x + F.linear(self.act(gate) * up, w_down, b_down)

@@ -196,7 +196,7 @@ class Collector:
                         self.records.append(record)
                 continue
             found, problems = split_groups(lines, ended, self.groups.accept_no_delineator)
-            self.truncated += problems.pop("truncated", 0)
+            self.truncated += problems.get("truncated", 0)
             self.group_reasons.update(problems)
             seen += sum(problems.values())
             for group in found:
@@ -224,13 +224,15 @@ def generate_records(
     num_records: int | None = None,
     progress: ProgressFn | None = None,
     records_per_unit: float = 1.0,
+    max_group_records: int | None = None,
     groups: GroupRules | None = None,
     keys: list[KeyFactory] | None = None,
     output_schema: TableSchema | None = None,
 ) -> GenerationResult:
     """Sample until `num_records` valid records exist (whole groups when grouped); raise
     GenerationError when the model keeps failing. `schema` holds the modelled columns; the output
-    has `output_schema`'s (default: the same), entity keys filled in by `keys`."""
+    has `output_schema`'s (default: the same), entity keys filled in by `keys`. With structured
+    generation a group holds at most `max_group_records` (the largest training group)."""
     target = num_records or cfg.num_records
     model = merged(model)  # once per call, not once per batch
     device = next(model.parameters()).device
@@ -242,7 +244,10 @@ def generate_records(
     rules = StopRules(cfg, "groups" if groups else "records", min(batch_size, max(32, target)))
     eos_id = tokenizer.eos_token_id
     structured = cfg.use_structured_generation
-    constraint_of = (lambda rows: Constraint(tokenizer, schema, groups is not None, rows)) if structured else None
+    grouped = groups is not None
+    constraint_of = (
+        (lambda rows: Constraint(tokenizer, schema, grouped, rows, max_group_records)) if structured else None
+    )
 
     def wanted(live: int) -> int:
         """Units still to start: enough that the live ones plus these should reach the target."""

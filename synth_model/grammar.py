@@ -59,25 +59,26 @@ def record_schema(schema: TableSchema) -> dict:
     }
 
 
-def unit_grammar(schema: TableSchema, grouped: bool) -> str:
-    """Lark grammar of one unit: a record line, or a group of record lines between marker lines."""
+def unit_grammar(schema: TableSchema, grouped: bool, max_records: int | None = None) -> str:
+    """Lark grammar of one unit: a record line, or a group of 1..max_records record lines between marker lines."""
     record = "record: %json " + json.dumps(record_schema(schema), ensure_ascii=False)
     if grouped:
-        return f'start: "{BEGIN}\\n" (record "\\n")+ "{END}\\n"\n{record}\n'
+        repeat = f"{{1,{max_records}}}" if max_records else "+"
+        return f'start: "{BEGIN}\\n" (record "\\n"){repeat} "{END}\\n"\n{record}\n'
     return f'start: record "\\n"\n{record}\n'
 
 
 class Constraint:
     """One grammar matcher per batch row; masks logits and follows the sampled tokens."""
 
-    def __init__(self, tokenizer, schema: TableSchema, grouped: bool, rows: int):
+    def __init__(self, tokenizer, schema: TableSchema, grouped: bool, rows: int, max_records: int | None = None):
         try:
             self.tokenizer = llguidance.hf.from_tokenizer(tokenizer)
         except ValueError as err:
             raise ConfigError(
                 f"generation.use_structured_generation needs a fast (Rust) tokenizer: {err}; set it to false"
             ) from None
-        self.grammar = llguidance.LLMatcher.grammar_from_lark(unit_grammar(schema, grouped))
+        self.grammar = llguidance.LLMatcher.grammar_from_lark(unit_grammar(schema, grouped, max_records))
         first = llguidance.LLMatcher(self.tokenizer, self.grammar, log_level=0)
         if first.is_error():
             raise ConfigError(f"the learned schema does not compile to a grammar: {first.get_error()}")

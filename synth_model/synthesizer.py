@@ -229,6 +229,7 @@ class Synthesizer:
             num_records=num_records,
             progress=progress,
             records_per_unit=self.metrics.get("records_per_group_mean", 1.0),
+            max_group_records=self.metrics.get("records_per_group_max"),
             groups=rules,
             keys=self.keys,
             output_schema=self.schema,

@@ -60,6 +60,7 @@ def test_missing_or_bad_yaml(tmp_path):
 
 
 def test_structured_generation_takes_only_a_boolean():
-    assert SynthConfig.from_any({"generation": {"use_structured_generation": False}}).generation.use_structured_generation is False
+    free = SynthConfig.from_any({"generation": {"use_structured_generation": False}})
+    assert free.generation.use_structured_generation is False
     with pytest.raises(ConfigError, match="generation.use_structured_generation"):
         SynthConfig.from_any({"generation": {"use_structured_generation": "sometimes"}})

@@ -32,7 +32,7 @@ def every_kind() -> pa.Table:
             "seen_at": [dt.datetime(2024, 5, 1, 8, 30) + dt.timedelta(minutes=97 * i) for i in range(n)],
             "active": [i % 3 == 0 for i in range(n)],
             "plan": [["basic", "pro", None][i % 3] for i in range(n)],
-            "note": [f"called {i} times, said \"ok\"" for i in range(n)],
+            "note": [f'called {i} times, said "ok"' for i in range(n)],
         }
     )
 
