@@ -130,7 +130,7 @@ def measure(name: str, synth: Synthesizer, records: int, runs: int, peak: float,
     for structured in (False, True):
         synth.config.generation.use_structured_generation = structured
         synthetic = synth.generate(min(records, 1000))
-        quality["structured" if structured else "free"] = synth.evaluate(real, synthetic)["quality"]["score"]
+        quality["structured" if structured else "free"] = synth.evaluate(real, synthetic)["quality"]["overall"]["score"]
     result["quality_score"] = quality
     return result
 
