@@ -2,13 +2,14 @@
 
     python benchmarks/throughput.py [--runs 3] [--records 2000] [--smollm-records 60]
 
-Measures, in the same process: the fp32 matmul peak (a 2048^3 GEMM, median of 20); training
-tokens/s and model FLOPs utilisation (6 x parameters + causal attention per token, over that peak);
-generation for three samplers, each run `--runs` times interleaved, medians quoted: a plain
-`model.generate` loop (HF, batched, sampling, rows wait for the slowest), this engine without
-the grammar, and with it (structured generation). Generation tokens/s is also put against the
-compute bound (peak / (2 x parameters)). The tiny default model is fitted on credit_data (14
-columns); the SmolLM2-135M LoRA path on a small slice (CPU is slow for it; skip with
+Measures, in the same process: the float32 matmul peak (a 2048^3 GEMM, median of 20), and the
+bfloat16 one where the CPU has bf16 instructions; training tokens/s and model FLOPs utilisation
+over the float32 peak (see `flops_per_token`); generation for four samplers, each run `--runs`
+times interleaved, medians quoted: a plain `model.generate` loop (HF, batched, sampling, rows wait
+for the slowest), this engine without the grammar, with it (structured generation), and with it in
+float32 matmuls. Generation tokens/s is put against the compute bound of the precision the
+sampler ran in (that peak / (2 x parameters)). The tiny default model is fitted on credit_data
+(14 columns); the SmolLM2-135M LoRA path on a small slice (CPU is slow for it; skip with
 --smollm-records 0). Prints a table, writes `benchmarks/results/throughput.json` and the section
 between the throughput markers in `benchmarks/README.md`.
 """
@@ -29,19 +30,19 @@ sys.path.insert(0, str(HERE))
 from engine import save_results, write_readme  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
-from synth_model.decoder import merged  # noqa: E402
+from synth_model.decoder import merged, native_bf16  # noqa: E402
 from synth_model.generate import split_units  # noqa: E402
 from synth_model.validate import RecordValidator  # noqa: E402
 from warehouse.demo_data import fetch  # noqa: E402
 
 RESULTS = HERE / "results" / "throughput.json"
 START, END = "<!-- throughput:start -->", "<!-- throughput:end -->"
-SAMPLERS = ("plain model.generate", "engine, free", "engine, structured")
+SAMPLERS = ("plain model.generate", "engine, free", "engine, structured", "engine, structured, float32")
 
 
-def matmul_peak(size: int = 2048, repeats: int = 20) -> float:
-    """FLOP/s of an fp32 GEMM on this machine, median of `repeats` (after warm-up)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 20) -> float:
+    """FLOP/s of a GEMM in `dtype` on this machine, median of `repeats` (after warm-up)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     for _ in range(3):
         a @ b
     times = []
@@ -52,12 +53,20 @@ def matmul_peak(size: int = 2048, repeats: int = 20) -> float:
     return 2 * size**3 / statistics.median(times)
 
 
-def flops_per_token(synth: Synthesizer, tokens_per_example: float) -> float:
-    """Training FLOPs per token: 6 x parameters, plus causal attention (6 x layers x hidden x mean context)."""
-    config = synth.loaded.model.config
-    hidden = getattr(config, "hidden_size", 0)
-    layers = getattr(config, "num_hidden_layers", 0)
-    return 6 * synth.metrics["parameters"] + 6 * layers * hidden * tokens_per_example / 2
+def flops_per_token(synth: Synthesizer) -> float:
+    """Training FLOPs per token: 2 x parameters forward, 2 x backward through them, 2 x trainable
+    parameters for their gradients (6 x parameters when all train, ~4 x with LoRA), plus attention
+    over the keys a token may see.
+
+    Units are isolated (each sees the prompt and itself), so a token's context averages the prompt
+    plus half a unit; attention costs 4 x hidden FLOPs per key and layer forward, x3 with backward.
+    Masked-out keys a kernel may still compute are overhead, not model FLOPs.
+    """
+    m, config = synth.metrics, synth.loaded.model.config
+    unit_tokens = m["tokens_per_record"] * m.get("records_per_group_mean", 1)
+    context = len(synth.prompt_ids) + unit_tokens / 2
+    attention = 12 * config.num_hidden_layers * config.hidden_size * context
+    return 4 * m["parameters"] + 2 * m["trainable_parameters"] + attention
 
 
 def plain_generate(synth: Synthesizer, records: int, seed: int) -> dict:
@@ -90,37 +99,49 @@ def plain_generate(synth: Synthesizer, records: int, seed: int) -> dict:
             seen += 1
             valid += bool(lines) and validator.check(lines[0])[0] is not None
     seconds = time.perf_counter() - start
-    return {"records_per_s": valid / seconds, "valid_fraction": valid / seen, "tokens_per_s": tokens / seconds}
+    return {
+        "records_per_s": valid / seconds,
+        "valid_fraction": valid / seen,
+        "tokens_per_s": tokens / seconds,
+        "precision": str(model.dtype).removeprefix("torch."),
+    }
 
 
-def engine_generate(synth: Synthesizer, records: int, seed: int, structured: bool) -> dict:
-    synth.config.generation.use_structured_generation = structured
-    synth.config.generation.seed = seed
+def engine_generate(synth: Synthesizer, records: int, seed: int, structured: bool, precision: str = "auto") -> dict:
+    generation = synth.config.generation
+    generation.use_structured_generation, generation.seed, generation.precision = structured, seed, precision
     stats = synth.generate_with_stats(records).stats
-    return {k: stats[k] for k in ("records_per_s", "valid_fraction", "tokens_per_s")}
+    generation.precision = "auto"
+    return {k: stats[k] for k in ("records_per_s", "valid_fraction", "tokens_per_s", "precision")}
 
 
-def measure(name: str, synth: Synthesizer, records: int, runs: int, peak: float, real) -> dict:
-    """Training figures of the fitted model, then each sampler `runs` times, interleaved."""
+def measure(name: str, synth: Synthesizer, records: int, runs: int, peaks: dict[str, float], real) -> dict:
+    """Training figures of the fitted model, then each sampler `runs` times, interleaved.
+
+    Each sampler's share of the compute bound is taken against the peak of the precision it ran in.
+    """
     m = synth.metrics
-    per_token = flops_per_token(synth, m["tokens"] / max(m["examples"], 1))
+    per_token = flops_per_token(synth)
     result = {
         "model": name,
         "parameters": m["parameters"],
         "training_tokens_per_s": m["tokens_per_s"],
-        "training_mfu": m["tokens_per_s"] * per_token / peak,
-        "compute_bound_tokens_per_s": peak / (2 * m["parameters"]),
+        "training_mfu": m["tokens_per_s"] * per_token / peaks["float32"],
+        "compute_bound_tokens_per_s": {p: peak / (2 * m["parameters"]) for p, peak in peaks.items()},
     }
     samples: dict[str, list[dict]] = {s: [] for s in SAMPLERS}
     for run in range(runs):
         samples[SAMPLERS[0]].append(plain_generate(synth, records, run))
         samples[SAMPLERS[1]].append(engine_generate(synth, records, run, structured=False))
         samples[SAMPLERS[2]].append(engine_generate(synth, records, run, structured=True))
+        samples[SAMPLERS[3]].append(engine_generate(synth, records, run, structured=True, precision="float32"))
         print(f"{name}: run {run + 1}/{runs} done", flush=True)
     for sampler, rows in samples.items():
-        result[sampler] = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        numbers = [k for k in rows[0] if k != "precision"]
+        result[sampler] = {k: statistics.median(r[k] for r in rows) for k in numbers}
+        result[sampler]["precision"] = precision = rows[0]["precision"]
         result[sampler]["share_of_compute_bound"] = (
-            result[sampler]["tokens_per_s"] / result["compute_bound_tokens_per_s"]
+            result[sampler]["tokens_per_s"] / result["compute_bound_tokens_per_s"][precision]
         )
     plain = result[SAMPLERS[0]]
     for sampler in SAMPLERS[1:]:
@@ -141,17 +162,17 @@ def fit(config: dict, table) -> Synthesizer:
 
 def table_rows(results: list[dict]) -> list[str]:
     lines = [
-        "| model | sampler | valid records/s | valid fraction | tokens/s | x plain (tokens/s) "
-        "| share of compute bound |",
-        "|---|---|---|---|---|---|---|",
+        "| model | sampler | matmuls | valid records/s | valid fraction | tokens/s | x plain (valid records/s) "
+        "| share of compute bound (same precision) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for sampler in SAMPLERS:
             s = r[sampler]
-            ratio = f"{s['tokens_per_s_vs_plain']:.2f}" if "tokens_per_s_vs_plain" in s else "1"
+            ratio = f"{s['valid_records_per_s_vs_plain']:.2f}" if "valid_records_per_s_vs_plain" in s else "1"
             lines.append(
-                f"| {r['model']} | {sampler} | {s['records_per_s']:.1f} | {s['valid_fraction']:.3f} | "
-                f"{s['tokens_per_s']:,.0f} | {ratio} | {s['share_of_compute_bound']:.2f} |"
+                f"| {r['model']} | {sampler} | {s['precision']} | {s['records_per_s']:.1f} | "
+                f"{s['valid_fraction']:.3f} | {s['tokens_per_s']:,.0f} | {ratio} | {s['share_of_compute_bound']:.2f} |"
             )
     return lines
 
@@ -163,16 +184,18 @@ def main() -> None:
     parser.add_argument("--smollm-records", type=int, default=60, help="per run on the SmolLM2 path (0 skips it)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    peak = matmul_peak()
+    peaks = {"float32": matmul_peak(torch.float32)}
+    if native_bf16():
+        peaks["bfloat16"] = matmul_peak(torch.bfloat16)
     credit = fetch("modeldata", "credit_data")
-    print(f"matmul peak: {peak / 1e9:.0f} GFLOP/s", flush=True)
+    print(", ".join(f"{p} matmul peak: {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items()), flush=True)
     results = [
         measure(
             "tiny (default)",
             fit({"training": {"num_input_records_to_sample": 16000}}, credit),
             args.records,
             args.runs,
-            peak,
+            peaks,
             credit,
         )
     ]
@@ -180,7 +203,7 @@ def main() -> None:
         small = credit.slice(0, 400)
         lora = fit({"training": {"pretrained_model": "smollm2-135m", "num_input_records_to_sample": 200}}, small)
         lora.config.generation.batch_size = 32
-        results.append(measure("SmolLM2-135M LoRA", lora, args.smollm_records, args.runs, peak, small))
+        results.append(measure("SmolLM2-135M LoRA", lora, args.smollm_records, args.runs, peaks, small))
     lines = table_rows(results)
     training = [
         f"- {r['model']}: {r['parameters']:,} parameters, training {r['training_tokens_per_s']:,.0f} tokens/s "
@@ -189,14 +212,16 @@ def main() -> None:
         for r in results
     ]
     print("\n".join(lines + [""] + training))
-    saved = save_results(RESULTS, matmul_peak_flops=peak, runs=args.runs, results=results)
+    saved = save_results(RESULTS, matmul_peak_flops=peaks, runs=args.runs, results=results)
     section = "\n".join(
         [
             START,
             "### Throughput (`python benchmarks/throughput.py`)",
             "",
-            f"{saved['date']}, {saved['machine']['cpus']} CPU cores, fp32 matmul peak measured in the run: "
-            f"{peak / 1e9:.0f} GFLOP/s. Generation cells are medians of {args.runs} interleaved runs.",
+            f"{saved['date']}, {saved['machine']['nproc']} CPU cores; matmul peaks measured in the run: "
+            + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items())
+            + f". Generation cells are medians of {args.runs} interleaved runs; training MFU is against the "
+            "float32 peak (training runs in float32 on CPU).",
             "",
             *lines,
             "",

@@ -91,6 +91,9 @@ class GenerationConfig(_Section):
     invalid_fraction_threshold: float = Field(0.8, gt=0, le=1)
     use_structured_generation: bool = Field(True, description="grammar-constrained sampling: only well-formed records")
     batch_size: int | Auto = "auto"
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="weight matmuls while sampling; auto = bfloat16 on CPUs with bf16 instructions"
+    )
     seed: int | None = None
     # grouped tables: relaxations of "a group is valid only if ..." (all off by default)
     group_by_accept_no_delineator: bool = False  # accept records outside begin/end markers as one group

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synth_model.config import GenerationConfig
-from synth_model.decoder import make_decoder, merged
+from synth_model.decoder import make_decoder, matmul_dtype, merged
 from synth_model.errors import GenerationError
 from synth_model.grammar import Constraint
 from synth_model.groups import GroupRules, KeyFactory, assign_keys, check_group, split_groups
@@ -79,6 +79,7 @@ def sample_units(
     generator: torch.Generator,
     wanted: Callable[[int], int],
     constraint_of: Callable[[int], Constraint] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Iterator[list[Finished]]:
     """Sample units on up to `batch_size` rows; yields the units finished at each step that finished any.
 
@@ -90,7 +91,7 @@ def sample_units(
     device = next(model.parameters()).device
     rows = min(batch_size, wanted(0))
     while rows > 0:
-        decoder = make_decoder(model, rows, len(prompt_ids) + max_unit_tokens + 1)
+        decoder = make_decoder(model, rows, len(prompt_ids) + max_unit_tokens + 1, dtype)
         logits = decoder.prefill(torch.tensor([prompt_ids], device=device))
         prompt_logits = logits[0]
         constraint = constraint_of(rows) if constraint_of else None
@@ -237,6 +238,7 @@ def generate_records(
     model = merged(model)  # once per call, not once per batch
     device = next(model.parameters()).device
     batch_size = default_batch_size(device) if cfg.batch_size == "auto" else cfg.batch_size
+    dtype = matmul_dtype(cfg.precision, model)
     generator = torch.Generator(device=device)
     seed = cfg.seed if cfg.seed is not None else int(torch.seed() % 2**31)
     generator.manual_seed(seed)
@@ -259,7 +261,16 @@ def generate_records(
     start = time.perf_counter()
     with tqdm(total=target, unit="rec", desc="generate", mininterval=1.0) as bar:
         for finished in sample_units(
-            model, prompt_ids, batch_size, max_unit_tokens, eos_id, cfg, generator, wanted, constraint_of
+            model,
+            prompt_ids,
+            batch_size,
+            max_unit_tokens,
+            eos_id,
+            cfg,
+            generator,
+            wanted,
+            constraint_of,
+            dtype,
         ):
             tokens += sum(len(ids) for ids, _ in finished)
             seen, valid = collector.add(split_units(finished, tokenizer))
@@ -285,6 +296,7 @@ def generate_records(
         "truncated_units": collector.truncated,
         "structured": cfg.use_structured_generation,
         "batch_size": batch_size,
+        "precision": str(dtype).removeprefix("torch."),
         "generated_tokens": tokens,
         "seconds": seconds,
         "records_per_s": len(records) / seconds,

@@ -99,6 +99,43 @@ class Example:
     starts: list[int] = field(default_factory=list)  # where each unit begins (empty: one unit after the prompt)
 
 
+def rows_per_compute(example: Example, units_per_row: int) -> list[Example]:
+    """The same example as rows of at most `units_per_row` units, each behind its own copy of the prompt.
+
+    Units are isolated, so this changes no prediction and no loss, only the layout: attention over a
+    packed example costs its length squared, most of it masked out; over short rows it does not. Each
+    row but the last ends with the end token its last unit must predict; the first token of a later
+    row's first unit stays unlabelled, as in the packed example.
+    """
+    starts = example.starts
+    if len(starts) <= units_per_row:
+        return [example]
+    ids, labels = example.input_ids, example.labels
+    prompt, eos = starts[0], ids[-1]
+    bounds = [*starts, len(ids) - 1]  # the packed example ends with one end token
+    rows = []
+    for g in range(0, len(starts), units_per_row):
+        begin, end = bounds[g], bounds[min(g + units_per_row, len(starts))]
+        first = labels[begin] if g == 0 else IGNORE_INDEX
+        rows.append(
+            Example(
+                ids[:prompt] + ids[begin:end] + [eos],
+                labels[:prompt] + [first] + labels[begin + 1 : end] + [labels[end]],
+                0,
+                [prompt + s - begin for s in starts[g : g + units_per_row]],
+            )
+        )
+    return rows
+
+
+def units_per_row(examples: Sequence[Example]) -> int:
+    """Fewest units per compute row that keep the repeated prompt within a tenth of the row."""
+    prompt = examples[0].starts[0] if examples[0].starts else 0
+    units = sum(max(len(e.starts), 1) for e in examples)
+    unit_tokens = (sum(len(e.input_ids) for e in examples) - len(examples) * (prompt + 1)) / max(units, 1)
+    return max(1, math.ceil((9 * prompt - 1) / max(unit_tokens, 1)))  # prompt <= (prompt + units + end) / 10
+
+
 def unit_token_cap(units: Sequence[Unit], limit: int) -> int:
     """Most tokens a sampled unit may take: the longest unit training saw, plus a quarter for slack."""
     return min(limit, math.ceil(1.25 * max(len(u.ids) for u in units)) + 1)

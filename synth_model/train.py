@@ -24,18 +24,23 @@ from synth_model.privacy.dp import (
     poisson_batches,
     release,
 )
-from synth_model.records import IGNORE_INDEX, Example
+from synth_model.records import IGNORE_INDEX, Example, rows_per_compute, units_per_row
 
 ProgressFn = Callable[[dict], None]
 PROMPT_SEGMENT, PAD_SEGMENT = -1, -2
 
 
-def collate(batch: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(batch: Sequence[Example], pad_id: int, row_units: int | None = None) -> dict[str, torch.Tensor]:
     """Pad a batch; each unit attends to the prompt and itself, at positions counted from the prompt.
 
-    The attention mask is 4-D ([batch, 1, query, key], True = may attend): causal, restricted to the
-    query's own unit plus the prompt, padding hidden (a padded query sees only itself).
+    With `row_units`, packed examples are first laid out as shorter rows (`rows_per_compute`:
+    same predictions, far less masked-out attention); without it, one row per example (DP-SGD needs
+    that for per-example gradients). The attention mask is 4-D ([batch, 1, query, key], True = may
+    attend): causal, restricted to the query's own unit plus the prompt, padding hidden (a padded
+    query sees only itself).
     """
+    if row_units:
+        batch = [row for e in batch for row in rows_per_compute(e, row_units)]
     width = max(len(e.input_ids) for e in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
@@ -73,8 +78,10 @@ def make_batches(examples: Sequence[Example], batch_size: int, rng: np.random.Ge
 def evaluate_loss(model, examples: Sequence[Example], batch_size: int, pad_id: int, device) -> float:
     model.eval()
     total, count = 0.0, 0
+    per_row = units_per_row(examples)
     for start in range(0, len(examples), batch_size):
-        batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], pad_id).items()}
+        chunk = examples[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in collate(chunk, pad_id, per_row).items()}
         n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
         total += float(model(**batch).loss) * n
         count += n
@@ -134,12 +141,14 @@ def train(
         step_batches = plain_steps(examples, config, rng)
         steps, forward, step_optimizer = len(step_batches), model, optimizer
         tokens_total = sum(len(e.input_ids) for e in examples)
+        per_row = units_per_row(examples)
     else:
         step_batches = private_steps(examples, config, dp, rng)
         steps = dp.steps
         forward, step_optimizer = make_private(model, optimizer, dp, seed)
         mean_tokens = float(np.mean([len(e.input_ids) for e in examples]))
         tokens_total = int(steps * dp.expected_batch_size * mean_tokens)  # expected: batches vary in size
+        per_row = None  # one unit per example already, and one row per example for per-example gradients
     scheduler = get_scheduler(
         config.lr_scheduler,
         optimizer,
@@ -155,7 +164,7 @@ def train(
     with tqdm(total=tokens_total, unit="tok", unit_scale=True, desc="train", mininterval=1.0) as bar:
         for micro in step_batches:
             for j, batch_examples in enumerate(micro):
-                batch = {k: v.to(device) for k, v in collate(batch_examples, pad_id).items()}
+                batch = {k: v.to(device) for k, v in collate(batch_examples, pad_id, per_row).items()}
                 if dp is None:
                     loss = forward(**batch).loss
                     (loss / len(micro)).backward()

@@ -34,6 +34,7 @@ def test_unknown_key_is_named():
         ("replace_pii", "min_share", 0),
         ("training", "num_input_records_to_sample", -1),
         ("generation", "temperature", "hot"),
+        ("generation", "precision", "float16"),
     ],
 )
 def test_out_of_range_values_name_the_key(section, key, value):

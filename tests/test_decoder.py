@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from synth_model import decoder as decoder_module
 from synth_model.config import GenerationConfig
-from synth_model.decoder import HFDecoder, KVDecoder, make_decoder
+from synth_model.decoder import HFDecoder, KVDecoder, make_decoder, matmul_dtype
 from synth_model.generate import _sample, sample_units
 
 VOCAB, PROMPT, STEPS, BATCH = 100, 7, 6, 3
@@ -46,22 +47,41 @@ def hf_last_logits(model, ids: torch.Tensor) -> torch.Tensor:
         return model(input_ids=ids).logits[:, -1]
 
 
-def assert_matches_hf(model) -> None:
+def assert_matches_hf(model, dtype: torch.dtype | None = None, tolerance: float = 1e-4) -> None:
     """Rows sharing one prompt, then each its own tokens: every step agrees with HF's full forward."""
     torch.manual_seed(1)
     prompt = torch.randint(0, VOCAB, (1, PROMPT))
     tokens = torch.randint(0, VOCAB, (BATCH, STEPS))
-    decoder = KVDecoder(model, BATCH, PROMPT + STEPS)
+    decoder = KVDecoder(model, BATCH, PROMPT + STEPS, dtype)
     expected = hf_last_logits(model, prompt).expand(BATCH, -1)
-    torch.testing.assert_close(decoder.prefill(prompt), expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(decoder.prefill(prompt), expected, atol=tolerance, rtol=tolerance)
     for t in range(STEPS - 1):
         full = torch.cat([prompt.expand(BATCH, -1), tokens[:, : t + 1]], dim=1)
-        torch.testing.assert_close(decoder.step(tokens[:, t]), hf_last_logits(model, full), atol=1e-4, rtol=1e-4)
+        logits = decoder.step(tokens[:, t])
+        torch.testing.assert_close(logits, hf_last_logits(model, full), atol=tolerance, rtol=tolerance)
 
 
 @pytest.mark.parametrize("rope", [None, {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}])
 def test_decoder_matches_hf_forward(rope):
     assert_matches_hf(tiny_llama(rope))
+
+
+def test_bfloat16_matmuls_stay_close_to_the_float32_model():
+    model = tiny_llama()
+    assert_matches_hf(model, torch.bfloat16, tolerance=0.05)
+    with pytest.raises(AssertionError):
+        assert_matches_hf(model, torch.bfloat16)  # the low precision is real, not a no-op
+
+
+def test_precision_setting_picks_the_matmul_dtype(monkeypatch):
+    model = tiny_llama()
+    assert matmul_dtype("float32", model) == torch.float32
+    assert matmul_dtype("bfloat16", model) == torch.bfloat16
+    monkeypatch.setattr(decoder_module, "native_bf16", lambda: True)
+    assert matmul_dtype("auto", model) == torch.bfloat16
+    assert matmul_dtype("auto", model.to(torch.float16)) == torch.float16  # a half-precision model stays as it is
+    monkeypatch.setattr(decoder_module, "native_bf16", lambda: False)  # emulated bf16 would be slower
+    assert matmul_dtype("auto", model.float()) == torch.float32
 
 
 def test_decoder_matches_hf_forward_with_lora_and_leaves_the_model_alone():

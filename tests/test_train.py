@@ -1,0 +1,69 @@
+"""The compute layout of training batches: short rows carry exactly the packed examples' predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from synth_model.records import IGNORE_INDEX, Unit, assemble_examples, rows_per_compute, units_per_row
+from synth_model.train import collate
+
+PROMPT, EOS, PAD = [5, 6, 7], 1, 0
+
+
+def packed_examples(n_units: int = 30) -> list:
+    rng = np.random.default_rng(0)
+    units = [Unit(rng.integers(10, 90, rng.integers(4, 15)).tolist(), 1, i) for i in range(n_units)]
+    return assemble_examples(units, PROMPT, EOS, context=120, max_units=9, records_to_sample=n_units, rng=rng)
+
+
+def test_rows_keep_every_label_once_behind_their_own_prompt():
+    example = max(packed_examples(), key=lambda e: len(e.starts))
+    rows = rows_per_compute(example, 2)
+    assert len(rows) == -(-len(example.starts) // 2)
+    for row in rows:
+        assert row.input_ids[:3] == PROMPT and row.input_ids[-1] == EOS and row.starts[0] == 3
+    labelled = [t for row in rows for t in row.labels if t != IGNORE_INDEX]
+    assert labelled == [t for t in example.labels if t != IGNORE_INDEX]
+    assert rows_per_compute(example, len(example.starts)) == [example]
+
+
+def test_units_per_row_keeps_the_prompt_within_a_tenth():
+    examples = packed_examples()
+    ends = [[*e.starts[1:], len(e.input_ids) - 1] for e in examples]
+    mean_unit = np.mean(
+        [b - a for e, end in zip(examples, ends, strict=True) for a, b in zip(e.starts, end, strict=True)]
+    )
+    per_row = units_per_row(examples)
+    assert 3 / (3 + per_row * mean_unit + 1) <= 0.1 < 3 / (3 + (per_row - 1) * mean_unit + 1)
+
+
+def test_row_layout_gives_the_packed_loss_and_gradients():
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        attn_implementation="sdpa",
+    )
+    model = LlamaForCausalLM(config)
+    examples = packed_examples()
+
+    def loss_and_grads(row_units):
+        model.zero_grad()
+        loss = model(**collate(examples, PAD, row_units)).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    packed_loss, packed_grads = loss_and_grads(None)
+    for row_units in (1, 3):
+        loss, grads = loss_and_grads(row_units)
+        torch.testing.assert_close(loss, packed_loss, atol=1e-5, rtol=1e-5)
+        for grad, packed in zip(grads, packed_grads, strict=True):
+            torch.testing.assert_close(grad, packed, atol=1e-5, rtol=1e-4)
+    assert collate(examples, PAD, 1)["input_ids"].shape[1] < collate(examples, PAD)["input_ids"].shape[1]
