@@ -91,6 +91,9 @@ class GenerationConfig(_Section):
     invalid_fraction_threshold: float = Field(0.8, gt=0, le=1)
     use_structured_generation: bool = Field(True, description="grammar-constrained sampling: only well-formed records")
     batch_size: int | Auto = "auto"
+    backend: Literal["engine", "vllm"] = Field(
+        "engine", description="engine (CPU or GPU, this package's sampler) or vllm (GPU, the `vllm` extra)"
+    )
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="weight matmuls while sampling; auto = bfloat16 on CPUs with bf16 instructions"
     )

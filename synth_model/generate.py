@@ -23,11 +23,12 @@ from tqdm.auto import tqdm
 from synth_model.config import GenerationConfig
 from synth_model.decoder import make_decoder, matmul_dtype, merged
 from synth_model.errors import GenerationError
-from synth_model.grammar import Constraint
+from synth_model.grammar import Constraint, unit_grammar
 from synth_model.groups import GroupRules, KeyFactory, assign_keys, check_group, split_groups
 from synth_model.records import records_to_table
 from synth_model.schema import TableSchema
 from synth_model.validate import RecordValidator
+from synth_model.vllm_sampler import vllm_units
 
 ProgressFn = Callable[[dict], None]
 Finished = tuple[list[int], bool]  # a unit's token ids, and whether it ended (False: cut at the length cap)
@@ -101,15 +102,20 @@ def sample_units(
         seen = torch.zeros_like(logits, dtype=torch.bool) if cfg.repetition_penalty != 1.0 else None
         while bool(live.any()):
             scores = _filter_logits(logits.float(), seen, cfg)
-            live_rows = live.nonzero().squeeze(1).tolist()
+            uniform = torch.rand(2, len(live), generator=generator, device=device, dtype=torch.float64)
+            token = _sample(scores, uniform[0]).masked_fill_(~live, eos_id)
             if constraint:
-                constraint.mask(scores, live_rows)
-            uniform = torch.rand(len(live), generator=generator, device=device, dtype=torch.float64)
-            token = _sample(scores, uniform).masked_fill_(~live, eos_id)
+                live_rows = live.nonzero().squeeze(1).tolist()
+                refused = constraint.accept(token.tolist(), live_rows)
+                if refused:  # draw again from the masked distribution (see Constraint)
+                    index = torch.tensor(refused, device=device)
+                    masked = scores[index]
+                    constraint.mask(masked, refused)
+                    token[index] = _sample(masked, uniform[1][index])
+                    constraint.consume(token[index].tolist(), refused)
+                stopped = constraint.stopped(live_rows)
             ended = live & (token == eos_id)
             if constraint:
-                tokens = token.tolist()
-                stopped = constraint.advance(tokens, live_rows)
                 ended[[r for r, stop in zip(live_rows, stopped, strict=True) if stop]] = True
             writing = live & (token != eos_id)
             every = torch.arange(len(live), device=device)
@@ -235,10 +241,11 @@ def generate_records(
     has `output_schema`'s (default: the same), entity keys filled in by `keys`. With structured
     generation a group holds at most `max_group_records` (the largest training group)."""
     target = num_records or cfg.num_records
-    model = merged(model)  # once per call, not once per batch
+    if cfg.backend == "engine":  # vLLM takes a LoRA model as base + adapter
+        model = merged(model)  # once per call, not once per batch
     device = next(model.parameters()).device
     batch_size = default_batch_size(device) if cfg.batch_size == "auto" else cfg.batch_size
-    dtype = matmul_dtype(cfg.precision, model)
+    dtype = torch.bfloat16 if cfg.backend == "vllm" else matmul_dtype(cfg.precision, model)
     generator = torch.Generator(device=device)
     seed = cfg.seed if cfg.seed is not None else int(torch.seed() % 2**31)
     generator.manual_seed(seed)
@@ -260,18 +267,14 @@ def generate_records(
     tokens, steps_with_output = 0, 0
     start = time.perf_counter()
     with tqdm(total=target, unit="rec", desc="generate", mininterval=1.0) as bar:
-        for finished in sample_units(
-            model,
-            prompt_ids,
-            batch_size,
-            max_unit_tokens,
-            eos_id,
-            cfg,
-            generator,
-            wanted,
-            constraint_of,
-            dtype,
-        ):
+        if cfg.backend == "vllm":
+            grammar = unit_grammar(schema, grouped, max_group_records) if structured else None
+            rounds = vllm_units(model, tokenizer, prompt_ids, max_unit_tokens, eos_id, cfg, seed, wanted, grammar)
+        else:
+            rounds = sample_units(
+                model, prompt_ids, batch_size, max_unit_tokens, eos_id, cfg, generator, wanted, constraint_of, dtype
+            )
+        for finished in rounds:
             tokens += sum(len(ids) for ids, _ in finished)
             seen, valid = collector.add(split_units(finished, tokenizer))
             rules.check(seen, valid, collector)
@@ -295,6 +298,7 @@ def generate_records(
         "rejections": dict(collector.reasons.most_common()),
         "truncated_units": collector.truncated,
         "structured": cfg.use_structured_generation,
+        "backend": cfg.backend,
         "batch_size": batch_size,
         "precision": str(dtype).removeprefix("torch."),
         "generated_tokens": tokens,

@@ -69,7 +69,12 @@ def unit_grammar(schema: TableSchema, grouped: bool, max_records: int | None = N
 
 
 class Constraint:
-    """One grammar matcher per batch row; masks logits and follows the sampled tokens."""
+    """One grammar matcher per batch row: checks sampled tokens, masks logits where one was refused.
+
+    Sampling first and masking only the rows whose token the grammar refused draws from exactly the
+    masked distribution (an allowed token t comes out with p(t) + (1 - Z) p(t) / Z = p(t) / Z, Z the
+    allowed mass), and a well-trained model rarely needs the mask, which is the costly part.
+    """
 
     def __init__(self, tokenizer, schema: TableSchema, grouped: bool, rows: int, max_records: int | None = None):
         try:
@@ -87,19 +92,30 @@ class Constraint:
         self.bits = llguidance.torch.allocate_token_bitmask(rows, self.tokenizer.vocab_size)
         self.shifts = torch.arange(32, dtype=torch.int32)
 
+    def accept(self, tokens: list[int], rows: list[int]) -> list[int]:
+        """Feed each row its sampled token where the grammar allows it; the rows whose token it refused.
+
+        A refused row's matcher is left as it was, for `mask` and a second draw.
+        """
+        return [r for r in rows if self.matchers[r].try_consume_tokens([tokens[r]]) == 0]
+
     def mask(self, scores: torch.Tensor, rows: list[int]) -> None:
-        """Set to -inf, in place, every token the grammar forbids next for the given rows."""
-        self.bits.fill_(-1)  # rows not asked about (idle) allow everything: they are forced to the end token
-        llguidance.torch.fill_next_token_bitmask_par(self.executor, [(self.matchers[r], r) for r in rows], self.bits)
-        bits = self.bits[: scores.shape[0]]
+        """Set to -inf, in place, every token the grammar forbids next; row i of `scores` is `rows[i]`."""
+        llguidance.torch.fill_next_token_bitmask_par(
+            self.executor, [(self.matchers[r], i) for i, r in enumerate(rows)], self.bits
+        )
+        bits = self.bits[: len(rows)]
         allowed = ((bits[:, :, None] >> self.shifts) & 1).view(bits.shape[0], -1).bool()
         vocab = min(scores.shape[1], allowed.shape[1])
         scores[:, :vocab].masked_fill_(~allowed[:, :vocab].to(scores.device), float("-inf"))
         scores[:, vocab:] = float("-inf")
 
-    def advance(self, tokens: list[int], rows: list[int]) -> list[bool]:
-        """Feed each row its sampled token; True where the row's unit is complete."""
-        self.executor.consume_token_par([(self.matchers[r], tokens[r]) for r in rows])
+    def consume(self, tokens: list[int], rows: list[int]) -> None:
+        """Feed rows tokens drawn under their mask (so allowed)."""
+        self.executor.consume_token_par([(self.matchers[r], t) for r, t in zip(rows, tokens, strict=True)])
+
+    def stopped(self, rows: list[int]) -> list[bool]:
+        """Whether each row's unit is complete (the grammar admits nothing more)."""
         return [self.matchers[r].is_stopped() for r in rows]
 
     def reset(self, rows: list[int]) -> None:
