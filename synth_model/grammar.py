@@ -2,7 +2,7 @@
 
 Each row may only emit what the grammar allows next: compact JSON with the columns in order,
 category values from their domain, numbers of the right kind within the learned range and with
-at most the learned decimals, strings within the learned lengths (and character classes for
+at most the learned decimals (non-negative columns), strings within the learned lengths (and character classes for
 identifiers), ISO dates, null only where the column had nulls; grouped tables add the marker
 lines around one or more records. After the unit's final newline only the end token is allowed.
 The per-row masks are computed in parallel in llguidance's Rust threads (about a millisecond per
@@ -36,7 +36,9 @@ def column_schema(rule: ColumnRule) -> dict:
         value = {"type": "integer", "minimum": rule.minimum, "maximum": rule.maximum}
     elif rule.kind == "float":
         value = {"type": "number", "minimum": rule.minimum, "maximum": rule.maximum}
-        if rule.decimals is not None:
+        # llguidance 1.7 (the version vLLM needs) refuses every negative number under multipleOf, so
+        # signed columns leave the decimals to the record validator.
+        if rule.decimals is not None and rule.minimum is not None and rule.minimum >= 0:
             value["multipleOf"] = float(f"1e-{rule.decimals}")
     elif rule.kind == "date":
         value = {"type": "string", "format": "date"}
