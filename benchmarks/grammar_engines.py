@@ -18,6 +18,7 @@ import json
 import statistics
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import llguidance
@@ -102,18 +103,18 @@ class Xgrammar:
         return all(m.accept_token(t) for t in ids) and m.accept_token(self.eos) and m.is_terminated()
 
 
-# Schema features this engine needs, each probed with a value the grammar must refuse.
+# Schema features this engine needs, each probed with a value it must admit and one it must refuse.
 PROBES = {
-    "multipleOf (learned decimals)": ({"type": "number", "minimum": -5, "maximum": 5, "multipleOf": 0.01}, 1.125),
-    "maxLength with a pattern (identifiers)": ({"type": "string", "pattern": "^[A-Z]+$", "maxLength": 3}, "ABCD"),
-    "integer range": ({"type": "integer", "minimum": 0, "maximum": 99}, 100),
+    "multipleOf (learned decimals)": ({"type": "number", "minimum": 0, "maximum": 5, "multipleOf": 0.01}, 1.25, 1.125),
+    "multipleOf, signed column": ({"type": "number", "minimum": -5, "maximum": 5, "multipleOf": 0.01}, -1.25, 1.125),
+    "maxLength with a pattern (identifiers)": ({"type": "string", "pattern": "^[A-Z]+$", "maxLength": 3}, "AB", "ABCD"),
+    "integer range": ({"type": "integer", "minimum": 0, "maximum": 99}, 42, 100),
 }
 
 
 def probe(cls, name: str) -> bool:
-    """True when the engine refuses the probe's bad value (and admits a good one of the same kind)."""
-    column, bad = PROBES[name]
-    good = {"number": 1.25, "string": "AB", "integer": 42}[column["type"]]
+    """True when the engine admits the probe's good value and refuses its bad one."""
+    column, good, bad = PROBES[name]
     schema = {"type": "object", "properties": {"x": column}, "required": ["x"], "additionalProperties": False}
     texts = [json.dumps({"x": v}, separators=(",", ":")) for v in (good, bad)]
     tokenizer = train_tokenizer([t + "\n" for t in texts], 300)
@@ -178,7 +179,7 @@ def main() -> None:
         features = {name: probe(cls, name) for name in PROBES}
         results.append(
             {
-                "engine": cls.name,
+                "engine": f"{cls.name} {metadata.version(cls.name)}",
                 "compile_ms": engine.compile_s * 1e3,
                 **timing,
                 "broken_refused": f"{refused}/{len(broken)}",

@@ -28,6 +28,7 @@ from synth_model.records import IGNORE_INDEX, Example, rows_per_compute, units_p
 
 ProgressFn = Callable[[dict], None]
 PROMPT_SEGMENT, PAD_SEGMENT = -1, -2
+LOGITS_PER_FORWARD = 2**27  # float32 logits held by one forward (0.5 GiB, x3 with softmax and gradient)
 
 
 def collate(batch: Sequence[Example], pad_id: int, row_units: int | None = None) -> dict[str, torch.Tensor]:
@@ -74,16 +75,42 @@ def make_batches(examples: Sequence[Example], batch_size: int, rng: np.random.Ge
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def _labelled(batch: dict[str, torch.Tensor]) -> int:
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+def batch_loss(model, batch: dict[str, torch.Tensor], device, backward_scale: float | None = None) -> float:
+    """Mean token loss of a collated batch, run in row chunks whose logits fit `LOGITS_PER_FORWARD`.
+
+    A large vocabulary (49k for SmolLM2) makes the logits the biggest tensor of a step; chunking
+    bounds that memory without changing the result. With `backward_scale`, each chunk's share of
+    the mean (times the scale) is backpropagated, so the gradient is the whole batch's.
+    """
+    rows, width = batch["input_ids"].shape
+    per_chunk = max(1, LOGITS_PER_FORWARD // (width * model.config.vocab_size))
+    count = max(_labelled(batch), 1)
+    total = 0.0
+    for start in range(0, rows, per_chunk):
+        chunk = {k: v[start : start + per_chunk].to(device) for k, v in batch.items()}
+        n = _labelled(chunk)
+        if n == 0:
+            continue
+        loss = model(**chunk).loss * (n / count)
+        if backward_scale is not None:
+            (loss * backward_scale).backward()
+        total += loss.item()
+    return total
+
+
 @torch.no_grad()
 def evaluate_loss(model, examples: Sequence[Example], batch_size: int, pad_id: int, device) -> float:
     model.eval()
     total, count = 0.0, 0
     per_row = units_per_row(examples)
     for start in range(0, len(examples), batch_size):
-        chunk = examples[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in collate(chunk, pad_id, per_row).items()}
-        n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-        total += float(model(**batch).loss) * n
+        batch = collate(examples[start : start + batch_size], pad_id, per_row)
+        n = _labelled(batch)
+        total += batch_loss(model, batch, device) * n
         count += n
     model.train()
     return total / max(count, 1)
@@ -164,14 +191,15 @@ def train(
     with tqdm(total=tokens_total, unit="tok", unit_scale=True, desc="train", mininterval=1.0) as bar:
         for micro in step_batches:
             for j, batch_examples in enumerate(micro):
-                batch = {k: v.to(device) for k, v in collate(batch_examples, pad_id, per_row).items()}
+                batch = collate(batch_examples, pad_id, per_row)
                 if dp is None:
-                    loss = forward(**batch).loss
-                    (loss / len(micro)).backward()
+                    loss = batch_loss(forward, batch, device, backward_scale=1 / len(micro))
                 else:
+                    batch = {k: v.to(device) for k, v in batch.items()}
                     labels = batch.pop("labels")
-                    loss = per_example_loss(forward(**batch).logits, labels).mean()
-                    loss.backward()  # per-example gradients land in p.grad_sample
+                    dp_loss = per_example_loss(forward(**batch).logits, labels).mean()
+                    dp_loss.backward()  # per-example gradients land in p.grad_sample
+                    loss = dp_loss.item()
                     if j + 1 < len(micro):  # clip and sum this micro-batch; noise once per logical batch
                         step_optimizer.signal_skip_step(do_skip=True)
                         step_optimizer.step()
@@ -179,7 +207,7 @@ def train(
                 tokens = sum(len(e.input_ids) for e in batch_examples)
                 seen += tokens
                 bar.update(tokens)
-                losses.append(loss.item())
+                losses.append(loss)
             if dp is None:
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
             if micro:  # an empty Poisson batch moves nothing (and reveals nothing about the data)

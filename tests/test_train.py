@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from synth_model import train as train_module
 from synth_model.records import IGNORE_INDEX, Unit, assemble_examples, rows_per_compute, units_per_row
-from synth_model.train import collate
+from synth_model.train import batch_loss, collate
 
 PROMPT, EOS, PAD = [5, 6, 7], 1, 0
 
@@ -39,7 +41,7 @@ def test_units_per_row_keeps_the_prompt_within_a_tenth():
     assert 3 / (3 + per_row * mean_unit + 1) <= 0.1 < 3 / (3 + (per_row - 1) * mean_unit + 1)
 
 
-def test_row_layout_gives_the_packed_loss_and_gradients():
+def small_llama() -> LlamaForCausalLM:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=96,
@@ -51,7 +53,11 @@ def test_row_layout_gives_the_packed_loss_and_gradients():
         max_position_embeddings=128,
         attn_implementation="sdpa",
     )
-    model = LlamaForCausalLM(config)
+    return LlamaForCausalLM(config)
+
+
+def test_row_layout_gives_the_packed_loss_and_gradients():
+    model = small_llama()
     examples = packed_examples()
 
     def loss_and_grads(row_units):
@@ -67,3 +73,26 @@ def test_row_layout_gives_the_packed_loss_and_gradients():
         for grad, packed in zip(grads, packed_grads, strict=True):
             torch.testing.assert_close(grad, packed, atol=1e-5, rtol=1e-4)
     assert collate(examples, PAD, 1)["input_ids"].shape[1] < collate(examples, PAD)["input_ids"].shape[1]
+
+
+def test_chunked_forwards_give_the_whole_batch_loss_and_gradients(monkeypatch):
+    """Large vocabularies run a batch in row chunks (bounded logits memory): same loss, same gradient."""
+    model = small_llama()
+    batch = collate(packed_examples(), PAD, 1)
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = batch_loss(model, batch, "cpu", backward_scale=0.5)
+        return loss, [p.grad.clone() for p in model.parameters()]
+
+    whole_loss, whole_grads = loss_and_grads()
+    model.zero_grad()
+    (model(**batch).loss * 0.5).backward()
+    torch.testing.assert_close(whole_grads[0], next(model.parameters()).grad)
+    assert whole_loss == pytest.approx(float(model(**batch).loss), rel=1e-6)
+    width = batch["input_ids"].shape[1]
+    monkeypatch.setattr(train_module, "LOGITS_PER_FORWARD", 3 * width * 96)  # three rows per forward
+    loss, grads = loss_and_grads()
+    assert loss == pytest.approx(whole_loss, rel=1e-5)
+    for grad, whole in zip(grads, whole_grads, strict=True):
+        torch.testing.assert_close(grad, whole, atol=1e-6, rtol=1e-4)
