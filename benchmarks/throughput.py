@@ -1,6 +1,6 @@
 """Throughput benchmark: training MFU and generation speed against this machine's own limits, in one run.
 
-    python benchmarks/throughput.py [--runs 3] [--records 2000] [--smollm-records 60]
+    python benchmarks/throughput.py [--runs 3] [--records 2000] [--smollm-records 40]
 
 Measures, in the same process: the float32 matmul peak (a 2048^3 GEMM, median of 20), and the
 bfloat16 one where the CPU has bf16 instructions; training tokens/s and model FLOPs utilisation
@@ -70,14 +70,15 @@ def flops_per_token(synth: Synthesizer) -> float:
 
 
 def plain_generate(synth: Synthesizer, records: int, seed: int) -> dict:
-    """HF `model.generate` in batches of 256 prompts until `records` valid records exist."""
+    """HF `model.generate` in batches of `generation.batch_size` prompts until `records` valid records
+    exist, or 20 x `records` units were drawn (a weak model may rarely write a valid one unaided)."""
     model, tokenizer = merged(synth.loaded.model), synth.loaded.tokenizer
     validator = RecordValidator(synth.schema)
     prompt = torch.tensor([synth.prompt_ids] * synth.config.generation.batch_size)
     torch.manual_seed(seed)
     valid = seen = tokens = 0
     start = time.perf_counter()
-    while valid < records:
+    while valid < records and seen < 20 * records:
         out = model.generate(
             input_ids=prompt,
             attention_mask=torch.ones_like(prompt),
@@ -181,7 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--records", type=int, default=2000, help="valid records per generation run (tiny)")
-    parser.add_argument("--smollm-records", type=int, default=60, help="per run on the SmolLM2 path (0 skips it)")
+    parser.add_argument("--smollm-records", type=int, default=40, help="per run on the SmolLM2 path (0 skips it)")
     args = parser.parse_args()
     torch.manual_seed(0)
     peaks = {"float32": matmul_peak(torch.float32)}
@@ -201,7 +202,13 @@ def main() -> None:
     ]
     if args.smollm_records:
         small = credit.slice(0, 400)
-        lora = fit({"training": {"pretrained_model": "smollm2-135m", "num_input_records_to_sample": 200}}, small)
+        lora = fit(
+            {
+                "data": {"max_sequences_per_example": 8},
+                "training": {"pretrained_model": "smollm2-135m", "num_input_records_to_sample": 400, "batch_size": 1},
+            },
+            small,
+        )
         lora.config.generation.batch_size = 32
         results.append(measure("SmolLM2-135M LoRA", lora, args.smollm_records, args.runs, peaks, small))
     lines = table_rows(results)

@@ -99,41 +99,57 @@ class Example:
     starts: list[int] = field(default_factory=list)  # where each unit begins (empty: one unit after the prompt)
 
 
-def rows_per_compute(example: Example, units_per_row: int) -> list[Example]:
-    """The same example as rows of at most `units_per_row` units, each behind its own copy of the prompt.
+def _unit_spans(example: Example) -> list[tuple[int, int]]:
+    """(begin, end) of each unit in a packed example (it ends with one end token)."""
+    bounds = [*example.starts, len(example.input_ids) - 1]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def rows_per_compute(example: Example, row_tokens: int) -> list[Example]:
+    """The same example as rows of at most `row_tokens` tokens, each behind its own copy of the prompt.
 
     Units are isolated, so this changes no prediction and no loss, only the layout: attention over a
-    packed example costs its length squared, most of it masked out; over short rows it does not. Each
-    row but the last ends with the end token its last unit must predict; the first token of a later
-    row's first unit stays unlabelled, as in the packed example.
+    packed example costs its length squared, most of it masked out; over short rows it does not.
+    Units are packed first-fit, longest first, so rows come out about equally long (little padding);
+    the example's first unit (the one whose first token is learned from the prompt) opens the first
+    row. Every unit is followed by the end token it must predict; the first token of a unit that
+    opens a later row stays unlabelled, as it was in the packed example.
     """
-    starts = example.starts
-    if len(starts) <= units_per_row:
+    if not example.starts or len(example.input_ids) <= row_tokens:
         return [example]
     ids, labels = example.input_ids, example.labels
-    prompt, eos = starts[0], ids[-1]
-    bounds = [*starts, len(ids) - 1]  # the packed example ends with one end token
-    rows = []
-    for g in range(0, len(starts), units_per_row):
-        begin, end = bounds[g], bounds[min(g + units_per_row, len(starts))]
-        first = labels[begin] if g == 0 else IGNORE_INDEX
-        rows.append(
-            Example(
-                ids[:prompt] + ids[begin:end] + [eos],
-                labels[:prompt] + [first] + labels[begin + 1 : end] + [labels[end]],
-                0,
-                [prompt + s - begin for s in starts[g : g + units_per_row]],
-            )
-        )
-    return rows
+    prompt, eos = example.starts[0], ids[-1]
+    spans = _unit_spans(example)
+    room = row_tokens - prompt - 1
+    rows, free = [[0]], [room - (spans[0][1] - spans[0][0])]
+    for k in sorted(range(1, len(spans)), key=lambda k: spans[k][0] - spans[k][1]):
+        size = spans[k][1] - spans[k][0]
+        row = next((r for r, left in enumerate(free) if size <= left), None)
+        if row is None:
+            rows.append([k])
+            free.append(room - size)
+        else:
+            rows[row].append(k)
+            free[row] -= size
+    out = []
+    for units in rows:
+        row_ids, row_labels, starts = list(ids[:prompt]), list(labels[:prompt]), []
+        for j, k in enumerate(units):
+            begin, end = spans[k]
+            starts.append(len(row_ids))
+            opener = labels[begin] if k == 0 else IGNORE_INDEX
+            row_ids += ids[begin:end]
+            row_labels += [opener if j == 0 else labels[begin], *labels[begin + 1 : end]]
+        out.append(Example(row_ids + [eos], row_labels + [labels[-1]], 0, starts))
+    return out
 
 
-def units_per_row(examples: Sequence[Example]) -> int:
-    """Fewest units per compute row that keep the repeated prompt within a tenth of the row."""
+def row_tokens(examples: Sequence[Example]) -> int:
+    """Row width for `rows_per_compute`: the longest unit with the prompt and end token, and at least
+    ten prompts long, so the repeated prompt stays within a tenth of a full row."""
     prompt = examples[0].starts[0] if examples[0].starts else 0
-    units = sum(max(len(e.starts), 1) for e in examples)
-    unit_tokens = (sum(len(e.input_ids) for e in examples) - len(examples) * (prompt + 1)) / max(units, 1)
-    return max(1, math.ceil((9 * prompt - 1) / max(unit_tokens, 1)))  # prompt <= (prompt + units + end) / 10
+    longest = max(end - begin for e in examples for begin, end in _unit_spans(e)) if examples[0].starts else 0
+    return max(prompt + longest + 1, 10 * prompt)
 
 
 def unit_token_cap(units: Sequence[Unit], limit: int) -> int:

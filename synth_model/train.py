@@ -24,24 +24,24 @@ from synth_model.privacy.dp import (
     poisson_batches,
     release,
 )
-from synth_model.records import IGNORE_INDEX, Example, rows_per_compute, units_per_row
+from synth_model.records import IGNORE_INDEX, Example, row_tokens, rows_per_compute
 
 ProgressFn = Callable[[dict], None]
 PROMPT_SEGMENT, PAD_SEGMENT = -1, -2
 LOGITS_PER_FORWARD = 2**27  # float32 logits held by one forward (0.5 GiB, x3 with softmax and gradient)
 
 
-def collate(batch: Sequence[Example], pad_id: int, row_units: int | None = None) -> dict[str, torch.Tensor]:
+def collate(batch: Sequence[Example], pad_id: int, row_width: int | None = None) -> dict[str, torch.Tensor]:
     """Pad a batch; each unit attends to the prompt and itself, at positions counted from the prompt.
 
-    With `row_units`, packed examples are first laid out as shorter rows (`rows_per_compute`:
+    With `row_width`, packed examples are first laid out as shorter rows (`rows_per_compute`:
     same predictions, far less masked-out attention); without it, one row per example (DP-SGD needs
     that for per-example gradients). The attention mask is 4-D ([batch, 1, query, key], True = may
     attend): causal, restricted to the query's own unit plus the prompt, padding hidden (a padded
     query sees only itself).
     """
-    if row_units:
-        batch = [row for e in batch for row in rows_per_compute(e, row_units)]
+    if row_width:
+        batch = [row for e in batch for row in rows_per_compute(e, row_width)]
     width = max(len(e.input_ids) for e in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
@@ -106,9 +106,9 @@ def batch_loss(model, batch: dict[str, torch.Tensor], device, backward_scale: fl
 def evaluate_loss(model, examples: Sequence[Example], batch_size: int, pad_id: int, device) -> float:
     model.eval()
     total, count = 0.0, 0
-    per_row = units_per_row(examples)
+    width = row_tokens(examples)
     for start in range(0, len(examples), batch_size):
-        batch = collate(examples[start : start + batch_size], pad_id, per_row)
+        batch = collate(examples[start : start + batch_size], pad_id, width)
         n = _labelled(batch)
         total += batch_loss(model, batch, device) * n
         count += n
@@ -168,14 +168,14 @@ def train(
         step_batches = plain_steps(examples, config, rng)
         steps, forward, step_optimizer = len(step_batches), model, optimizer
         tokens_total = sum(len(e.input_ids) for e in examples)
-        per_row = units_per_row(examples)
+        width = row_tokens(examples)
     else:
         step_batches = private_steps(examples, config, dp, rng)
         steps = dp.steps
         forward, step_optimizer = make_private(model, optimizer, dp, seed)
         mean_tokens = float(np.mean([len(e.input_ids) for e in examples]))
         tokens_total = int(steps * dp.expected_batch_size * mean_tokens)  # expected: batches vary in size
-        per_row = None  # one unit per example already, and one row per example for per-example gradients
+        width = None  # one unit per example already, and one row per example for per-example gradients
     scheduler = get_scheduler(
         config.lr_scheduler,
         optimizer,
@@ -191,7 +191,7 @@ def train(
     with tqdm(total=tokens_total, unit="tok", unit_scale=True, desc="train", mininterval=1.0) as bar:
         for micro in step_batches:
             for j, batch_examples in enumerate(micro):
-                batch = collate(batch_examples, pad_id, per_row)
+                batch = collate(batch_examples, pad_id, width)
                 if dp is None:
                     loss = batch_loss(forward, batch, device, backward_scale=1 / len(micro))
                 else:

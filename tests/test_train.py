@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from synth_model import train as train_module
-from synth_model.records import IGNORE_INDEX, Unit, assemble_examples, rows_per_compute, units_per_row
+from synth_model.records import IGNORE_INDEX, Unit, assemble_examples, row_tokens, rows_per_compute
 from synth_model.train import batch_loss, collate
 
 PROMPT, EOS, PAD = [5, 6, 7], 1, 0
@@ -22,23 +24,23 @@ def packed_examples(n_units: int = 30) -> list:
 
 def test_rows_keep_every_label_once_behind_their_own_prompt():
     example = max(packed_examples(), key=lambda e: len(e.starts))
-    rows = rows_per_compute(example, 2)
-    assert len(rows) == -(-len(example.starts) // 2)
+    width = 3 + 20 + 1
+    rows = rows_per_compute(example, width)
+    assert len(rows) > 1 and rows[0].labels[3] == example.labels[3]  # the first unit still learns its first token
     for row in rows:
         assert row.input_ids[:3] == PROMPT and row.input_ids[-1] == EOS and row.starts[0] == 3
-    labelled = [t for row in rows for t in row.labels if t != IGNORE_INDEX]
-    assert labelled == [t for t in example.labels if t != IGNORE_INDEX]
-    assert rows_per_compute(example, len(example.starts)) == [example]
+        assert len(row.input_ids) <= width
+        assert row.labels[3] == IGNORE_INDEX or row is rows[0]
+    labelled = Counter(t for row in rows for t in row.labels if t != IGNORE_INDEX)
+    assert labelled == Counter(t for t in example.labels if t != IGNORE_INDEX)
+    assert sum(len(row.starts) for row in rows) == len(example.starts)
+    assert rows_per_compute(example, len(example.input_ids)) == [example]
 
 
-def test_units_per_row_keeps_the_prompt_within_a_tenth():
+def test_rows_are_as_wide_as_the_longest_unit_and_ten_prompts():
     examples = packed_examples()
-    ends = [[*e.starts[1:], len(e.input_ids) - 1] for e in examples]
-    mean_unit = np.mean(
-        [b - a for e, end in zip(examples, ends, strict=True) for a, b in zip(e.starts, end, strict=True)]
-    )
-    per_row = units_per_row(examples)
-    assert 3 / (3 + per_row * mean_unit + 1) <= 0.1 < 3 / (3 + (per_row - 1) * mean_unit + 1)
+    longest = max(b - a for e in examples for a, b in zip(e.starts, [*e.starts[1:], len(e.input_ids) - 1], strict=True))
+    assert row_tokens(examples) == max(3 + longest + 1, 30)
 
 
 def small_llama() -> LlamaForCausalLM:
@@ -60,25 +62,25 @@ def test_row_layout_gives_the_packed_loss_and_gradients():
     model = small_llama()
     examples = packed_examples()
 
-    def loss_and_grads(row_units):
+    def loss_and_grads(width):
         model.zero_grad()
-        loss = model(**collate(examples, PAD, row_units)).loss
+        loss = model(**collate(examples, PAD, width)).loss
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
     packed_loss, packed_grads = loss_and_grads(None)
-    for row_units in (1, 3):
-        loss, grads = loss_and_grads(row_units)
+    for width in (row_tokens(examples), 60):
+        loss, grads = loss_and_grads(width)
         torch.testing.assert_close(loss, packed_loss, atol=1e-5, rtol=1e-5)
         for grad, packed in zip(grads, packed_grads, strict=True):
             torch.testing.assert_close(grad, packed, atol=1e-5, rtol=1e-4)
-    assert collate(examples, PAD, 1)["input_ids"].shape[1] < collate(examples, PAD)["input_ids"].shape[1]
+    assert collate(examples, PAD, 60)["input_ids"].shape[1] < collate(examples, PAD)["input_ids"].shape[1]
 
 
 def test_chunked_forwards_give_the_whole_batch_loss_and_gradients(monkeypatch):
     """Large vocabularies run a batch in row chunks (bounded logits memory): same loss, same gradient."""
     model = small_llama()
-    batch = collate(packed_examples(), PAD, 1)
+    batch = collate(packed_examples(), PAD, 30)
 
     def loss_and_grads():
         model.zero_grad()
