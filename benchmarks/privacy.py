@@ -62,7 +62,8 @@ def run(epsilon: float | None, records: int, seed: int) -> dict:
     except GenerationError as err:  # nothing valid to score: report that, not a crash
         return dict.fromkeys(SHOWN) | budget | {"valid_fraction": 0.0, "error": str(err)}
     flat = scores(synth.evaluate(fitted_on, generated.table, target="Status"))
-    return flat | budget | {"valid_fraction": generated.stats["valid_fraction"]}
+    stats = generated.stats
+    return flat | budget | {"valid_fraction": stats["valid_fraction"], "rejections": stats["rejections"]}
 
 
 def main(argv: list[str] | None = None) -> int:
