@@ -29,6 +29,7 @@ from synth_model.records import IGNORE_INDEX, Example, row_tokens, rows_per_comp
 ProgressFn = Callable[[dict], None]
 PROMPT_SEGMENT, PAD_SEGMENT = -1, -2
 LOGITS_PER_FORWARD = 2**27  # float32 logits held by one forward (0.5 GiB, x3 with softmax and gradient)
+FORWARD_TOKENS = 1024  # padded tokens per forward: short chunks of similar rows pad little, still fill the cores
 
 
 def collate(batch: Sequence[Example], pad_id: int, row_width: int | None = None) -> dict[str, torch.Tensor]:
@@ -80,18 +81,29 @@ def _labelled(batch: dict[str, torch.Tensor]) -> int:
 
 
 def batch_loss(model, batch: dict[str, torch.Tensor], device, backward_scale: float | None = None) -> float:
-    """Mean token loss of a collated batch, run in row chunks whose logits fit `LOGITS_PER_FORWARD`.
+    """Mean token loss of a collated batch, run in chunks of rows of about the same length.
 
-    A large vocabulary (49k for SmolLM2) makes the logits the biggest tensor of a step; chunking
-    bounds that memory without changing the result. With `backward_scale`, each chunk's share of
-    the mean (times the scale) is backpropagated, so the gradient is the whole batch's.
+    Rows are sorted by length and each chunk is cut to its own longest row, so a batch pads little;
+    a chunk holds about `FORWARD_TOKENS` tokens and at most `LOGITS_PER_FORWARD` logits (a 49k
+    vocabulary makes the logits the biggest tensor of a step). The result does not change. With
+    `backward_scale`, each chunk's share of the mean (times the scale) is backpropagated, so the
+    gradient is the whole batch's.
     """
-    rows, width = batch["input_ids"].shape
-    per_chunk = max(1, LOGITS_PER_FORWARD // (width * model.config.vocab_size))
+    positions = batch["position_ids"]
+    rows, width = positions.shape
+    lengths = width - (positions > 0).int().flip(1).argmax(1)  # padding trails each row at position 0
+    order = lengths.argsort(descending=True, stable=True)
     count = max(_labelled(batch), 1)
-    total = 0.0
-    for start in range(0, rows, per_chunk):
-        chunk = {k: v[start : start + per_chunk].to(device) for k, v in batch.items()}
+    total, start = 0.0, 0
+    while start < rows:
+        longest = int(lengths[order[start]])
+        per_chunk = max(1, min(LOGITS_PER_FORWARD // (longest * model.config.vocab_size), FORWARD_TOKENS // longest))
+        index = order[start : start + per_chunk]
+        start += per_chunk
+        chunk = {
+            k: (v[index][..., :longest, :longest] if v.dim() == 4 else v[index, :longest]).to(device)
+            for k, v in batch.items()
+        }
         n = _labelled(chunk)
         if n == 0:
             continue

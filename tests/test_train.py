@@ -78,7 +78,7 @@ def test_row_layout_gives_the_packed_loss_and_gradients():
 
 
 def test_chunked_forwards_give_the_whole_batch_loss_and_gradients(monkeypatch):
-    """Large vocabularies run a batch in row chunks (bounded logits memory): same loss, same gradient."""
+    """A batch runs in chunks of length-sorted rows (less padding, bounded logits): same loss and gradient."""
     model = small_llama()
     batch = collate(packed_examples(), PAD, 30)
 
@@ -90,7 +90,8 @@ def test_chunked_forwards_give_the_whole_batch_loss_and_gradients(monkeypatch):
     whole_loss, whole_grads = loss_and_grads()
     model.zero_grad()
     (model(**batch).loss * 0.5).backward()
-    torch.testing.assert_close(whole_grads[0], next(model.parameters()).grad)
+    for grad, param in zip(whole_grads, model.parameters(), strict=True):
+        torch.testing.assert_close(grad, param.grad, atol=1e-6, rtol=1e-4)
     assert whole_loss == pytest.approx(float(model(**batch).loss), rel=1e-6)
     width = batch["input_ids"].shape[1]
     monkeypatch.setattr(train_module, "LOGITS_PER_FORWARD", 3 * width * 96)  # three rows per forward
