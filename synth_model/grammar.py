@@ -5,8 +5,8 @@ category values from their domain, numbers of the right kind within the learned 
 at most the learned decimals (non-negative columns), strings within the learned lengths (and character classes for
 identifiers), ISO dates, null only where the column had nulls; grouped tables add the marker
 lines around one or more records. After the unit's final newline only the end token is allowed.
-The per-row masks are computed in parallel in llguidance's Rust threads (about a millisecond per
-step for 256 rows on 2 cores), then applied to the logits as -inf.
+Each sampled token is checked against its row's matcher; only rows whose token was refused get a
+mask (computed in llguidance's Rust threads, applied to the logits as -inf) and a second draw.
 """
 
 from __future__ import annotations
