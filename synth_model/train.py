@@ -1,7 +1,8 @@
 """The training loop: AdamW, warmup + cosine/linear schedule, gradient accumulation, validation loss.
 
-Examples arrive packed near the context length; batches are padded only to their longest example
-(examples are sorted into length buckets first), so little compute is spent on padding.
+Examples arrive packed near the context length and are sorted into length buckets; each is computed
+as short rows of its isolated units (`collate`), and a batch's rows run in length-sorted chunks cut
+to their own width (`batch_loss`), so little compute goes to padding or masked-out attention.
 """
 
 from __future__ import annotations
