@@ -113,10 +113,9 @@ def sample_units(
                     constraint.mask(masked, refused)
                     token[index] = _sample(masked, uniform[1][index])
                     constraint.consume(token[index].tolist(), refused)
-                stopped = constraint.stopped(live_rows)
             ended = live & (token == eos_id)
             if constraint:
-                ended[[r for r, stop in zip(live_rows, stopped, strict=True) if stop]] = True
+                ended[[r for r, stop in zip(live_rows, constraint.stopped(live_rows), strict=True) if stop]] = True
             writing = live & (token != eos_id)
             every = torch.arange(len(live), device=device)
             units[every, length.clamp(max=max_unit_tokens - 1)] = token  # past a row's end: ignored

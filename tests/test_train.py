@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from test_decoder import tiny_llama
 
 from synth_model import train as train_module
 from synth_model.records import IGNORE_INDEX, Unit, assemble_examples, row_tokens, rows_per_compute
@@ -43,23 +43,8 @@ def test_rows_are_as_wide_as_the_longest_unit_and_ten_prompts():
     assert row_tokens(examples) == max(3 + longest + 1, 30)
 
 
-def small_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        attn_implementation="sdpa",
-    )
-    return LlamaForCausalLM(config)
-
-
 def test_row_layout_gives_the_packed_loss_and_gradients():
-    model = small_llama()
+    model = tiny_llama()
     examples = packed_examples()
 
     def loss_and_grads(width):
@@ -79,7 +64,7 @@ def test_row_layout_gives_the_packed_loss_and_gradients():
 
 def test_chunked_forwards_give_the_whole_batch_loss_and_gradients(monkeypatch):
     """A batch runs in chunks of length-sorted rows (less padding, bounded logits): same loss and gradient."""
-    model = small_llama()
+    model = tiny_llama()
     batch = collate(packed_examples(), PAD, 30)
 
     def loss_and_grads():
@@ -94,7 +79,9 @@ def test_chunked_forwards_give_the_whole_batch_loss_and_gradients(monkeypatch):
         torch.testing.assert_close(grad, param.grad, atol=1e-6, rtol=1e-4)
     assert whole_loss == pytest.approx(float(model(**batch).loss), rel=1e-6)
     width = batch["input_ids"].shape[1]
-    monkeypatch.setattr(train_module, "LOGITS_PER_FORWARD", 3 * width * 96)  # three rows per forward
+    monkeypatch.setattr(
+        train_module, "LOGITS_PER_FORWARD", 3 * width * model.config.vocab_size
+    )  # three rows per forward
     loss, grads = loss_and_grads()
     assert loss == pytest.approx(whole_loss, rel=1e-5)
     for grad, whole in zip(grads, whole_grads, strict=True):
