@@ -47,12 +47,15 @@ def hf_last_logits(model, ids: torch.Tensor) -> torch.Tensor:
         return model(input_ids=ids).logits[:, -1]
 
 
-def assert_matches_hf(model, dtype: torch.dtype | None = None, tolerance: float = 1e-4) -> None:
-    """Rows sharing one prompt, then each its own tokens: every step agrees with HF's full forward."""
+def assert_matches_hf(model, dtype: torch.dtype | None = None, tolerance: float = 1e-4, spare: int = 0) -> None:
+    """Rows sharing one prompt, then each its own tokens: every step agrees with HF's full forward.
+
+    With `spare` unused cache positions attention reads a prefix of the cache instead of all of it.
+    """
     torch.manual_seed(1)
     prompt = torch.randint(0, VOCAB, (1, PROMPT))
     tokens = torch.randint(0, VOCAB, (BATCH, STEPS))
-    decoder = KVDecoder(model, BATCH, PROMPT + STEPS, dtype)
+    decoder = KVDecoder(model, BATCH, PROMPT + STEPS + spare, dtype)
     expected = hf_last_logits(model, prompt).expand(BATCH, -1)
     torch.testing.assert_close(decoder.prefill(prompt), expected, atol=tolerance, rtol=tolerance)
     for t in range(STEPS - 1):
@@ -61,9 +64,10 @@ def assert_matches_hf(model, dtype: torch.dtype | None = None, tolerance: float 
         torch.testing.assert_close(logits, hf_last_logits(model, full), atol=tolerance, rtol=tolerance)
 
 
+@pytest.mark.parametrize("spare", [0, 40], ids=["whole cache", "cache prefix"])
 @pytest.mark.parametrize("rope", [None, {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}])
-def test_decoder_matches_hf_forward(rope):
-    assert_matches_hf(tiny_llama(rope))
+def test_decoder_matches_hf_forward(rope, spare):
+    assert_matches_hf(tiny_llama(rope), spare=spare)
 
 
 def test_bfloat16_matmuls_stay_close_to_the_float32_model():
