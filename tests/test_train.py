@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from test_decoder import tiny_llama
+from tiny_models import tiny_llama
 
 from synth_model import train as train_module
 from synth_model.records import IGNORE_INDEX, Unit, assemble_examples, row_tokens, rows_per_compute

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import torch
 from peft import PeftModel
-from test_decoder import lora_llama, tiny_llama
+from tiny_models import lora_llama, tiny_llama
 from transformers import AutoModelForCausalLM
 
 from synth_model import ConfigError, SynthConfig, Synthesizer
