@@ -102,7 +102,7 @@ def batch_loss(model, batch: dict[str, torch.Tensor], device, backward_scale: fl
         index = order[start : start + per_chunk]
         start += per_chunk
         chunk = {
-            k: (v[index][..., :longest, :longest] if v.dim() == 4 else v[index, :longest]).to(device)
+            k: (v[index, :, :longest, :longest] if v.dim() == 4 else v[index, :longest]).to(device)
             for k, v in batch.items()
         }
         n = _labelled(chunk)

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_models import tiny_llama
 
 from synth_model import Synthesizer
 from synth_model.models import train_tokenizer
@@ -15,19 +15,14 @@ def checkpoint(credit, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny-llama"
     table = credit.slice(0, 500)
     tokenizer = train_tokenizer(rows_to_texts(table, infer_schema(table)), 500)
-    config = LlamaConfig(
+    model = tiny_llama(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         max_position_embeddings=256,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
     )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
+    model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 

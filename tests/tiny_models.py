@@ -8,20 +8,21 @@ from transformers import LlamaConfig, LlamaForCausalLM
 VOCAB = 100
 
 
-def tiny_llama(rope: dict | None = None, seed: int = 0) -> LlamaForCausalLM:
+def tiny_llama(rope: dict | None = None, seed: int = 0, **overrides) -> LlamaForCausalLM:
+    """A 2-layer, 64-wide Llama with random weights; `overrides` replace LlamaConfig fields."""
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        rope_parameters=rope or {"rope_type": "default", "rope_theta": 10000.0},
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
+    fields = {
+        "vocab_size": VOCAB,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 64,
+        "rope_parameters": rope or {"rope_type": "default", "rope_theta": 10000.0},
+        "tie_word_embeddings": True,
+    }
+    return LlamaForCausalLM(LlamaConfig(**fields | overrides)).eval()
 
 
 def lora_llama():
