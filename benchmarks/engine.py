@@ -387,6 +387,13 @@ def write_readme(section: str, start: str = START, end: str = END) -> None:
     README.write_text(text)
 
 
+def write_section(name: str, title: str, saved: dict, *paragraphs: str) -> None:
+    """Replace README section `name` with a `### title` heading that names the command run, then `paragraphs`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    body = "\n\n".join(paragraphs)
+    write_readme(f"{start}\n### {title} (`{saved['command']}`)\n\n{body}\n{end}", start, end)
+
+
 def write_json(results: dict) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS.with_suffix(".json.tmp")

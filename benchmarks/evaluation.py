@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import save_results, write_readme  # noqa: E402
+from engine import save_results, write_section  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
 from synth_model.evaluate.report import evaluate  # noqa: E402
@@ -38,7 +38,6 @@ from warehouse.demo_data import fetch  # noqa: E402
 from warehouse.pipeline import scores  # noqa: E402
 
 RESULTS = HERE / "results" / "evaluation.json"
-START, END = "<!-- evaluation:start -->", "<!-- evaluation:end -->"
 
 
 def marginal_sample(table: pa.Table, n: int, rng: np.random.Generator) -> pa.Table:
@@ -147,13 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         medians=summaries,
         runtime=timing,
     )
-    section = (
-        f"{START}\n### Evaluation (`{results['command']}`)\n\nEach dataset split 80/20 per fit; the model is fitted "
-        f"on the 80% ({args.records} training records) and every table is scored against its training rows and "
-        f"holdout; cells are medians over fits, the synthetic column shows the range "
-        f"({results['date']}, {results['machine']['nproc']} CPU cores).\n\n{text}\n\n{runtime_line}\n{END}"
+    intro = (
+        f"Each dataset split 80/20 per fit; the model is fitted on the 80% ({args.records} training records) and "
+        "every table is scored against its training rows and holdout; cells are medians over fits, the synthetic "
+        f"column shows the range ({results['date']}, {results['machine']['nproc']} CPU cores)."
     )
-    write_readme(section, START, END)
+    write_section("evaluation", "Evaluation", results, intro, text, runtime_line)
     return 0
 
 

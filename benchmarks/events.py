@@ -26,7 +26,7 @@ import pyarrow as pa
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import save_results, write_readme  # noqa: E402
+from engine import save_results, write_section  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
 from synth_model.config import SynthConfig  # noqa: E402
@@ -36,7 +36,6 @@ from warehouse.demo_data import fetch  # noqa: E402
 
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "events.json"
-START, END = "<!-- events:start -->", "<!-- events:end -->"
 GROUP, ORDER = ["tailnum"], ["day", "sched_dep_time"]
 
 
@@ -153,12 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     text = table_text(results)
     print(text)
     m = results["machine"]
-    section = (
-        f"{START}\n### Event table (`{results['command']}`)\n\n{table.num_rows} flights of the first week of 2013, "
-        f"grouped by plane; medians of {args.runs} runs on {m['nproc']} CPU cores, {args.records} training records, "
-        f"{args.num_records} generated per run ({results['date']}).\n\n{text}\n{END}"
+    intro = (
+        f"{table.num_rows} flights of the first week of 2013, grouped by plane; medians of {args.runs} runs on "
+        f"{m['nproc']} CPU cores, {args.records} training records, {args.num_records} generated per run "
+        f"({results['date']})."
     )
-    write_readme(section, START, END)
+    write_section("events", "Event table", results, intro, text)
     return 0
 
 

@@ -28,7 +28,7 @@ import llguidance.torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import save_results, write_readme  # noqa: E402
+from engine import save_results, write_section  # noqa: E402
 
 from synth_model.grammar import record_schema  # noqa: E402
 from synth_model.models import train_tokenizer  # noqa: E402
@@ -37,7 +37,6 @@ from synth_model.schema import infer_schema  # noqa: E402
 from warehouse.demo_data import fetch  # noqa: E402
 
 RESULTS = HERE / "results" / "grammar_engines.json"
-START, END = "<!-- grammar:start -->", "<!-- grammar:end -->"
 
 
 class Llguidance:
@@ -201,22 +200,11 @@ def main() -> None:
         )
     print("\n".join(lines))
     saved = save_results(RESULTS, rows=args.rows, repeats=args.repeats, results=results)
-    write_readme(
-        "\n".join(
-            [
-                START,
-                "### Grammar engines (`python benchmarks/grammar_engines.py`)",
-                "",
-                f"{saved['date']}, {saved['machine']['nproc']} CPU cores; {args.rows} rows walking real credit_data "
-                f"records in lockstep, medians of {args.repeats} walks.",
-                "",
-                *lines,
-                END,
-            ]
-        ),
-        START,
-        END,
+    intro = (
+        f"{saved['date']}, {saved['machine']['nproc']} CPU cores; {args.rows} rows walking real credit_data "
+        f"records in lockstep, medians of {args.repeats} walks."
     )
+    write_section("grammar", "Grammar engines", saved, intro, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import save_results, write_readme  # noqa: E402
+from engine import save_results, write_section  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
 from synth_model.errors import GenerationError  # noqa: E402
@@ -31,7 +31,6 @@ from warehouse.demo_data import fetch  # noqa: E402
 from warehouse.pipeline import scores  # noqa: E402
 
 RESULTS = HERE / "results" / "privacy.json"
-START, END = "<!-- privacy:start -->", "<!-- privacy:end -->"
 MODEL = {"hidden_size": 128, "num_layers": 3, "num_heads": 4}
 SHOWN = ("valid_fraction", "quality", "privacy", "sdmetrics_quality", "membership_inference_protection",
          "distance_to_closest_record", "epsilon_spent", "fit_seconds")  # fmt: skip
@@ -92,14 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         records=args.records,
         results=results,
     )
-    section = (
-        f"{START}\n### Differential privacy (`{out['command']}`)\n\ncredit_data, 80% of the rows "
-        f"({results['no DP']['training_rows']} training rows after the model's holdout), the same tiny model "
-        f"({MODEL['hidden_size']} wide, {MODEL['num_layers']} layers) and {args.records} training records for every "
-        f"setting, 1,000 generated records each, one seeded fit per setting ({out['date']}, "
-        f"{out['machine']['nproc']} CPU cores).\n\n{text}\n{END}"
+    intro = (
+        f"credit_data, 80% of the rows ({results['no DP']['training_rows']} training rows after the model's "
+        f"holdout), the same tiny model ({MODEL['hidden_size']} wide, {MODEL['num_layers']} layers) and "
+        f"{args.records} training records for every setting, 1,000 generated records each, one seeded fit per "
+        f"setting ({out['date']}, {out['machine']['nproc']} CPU cores)."
     )
-    write_readme(section, START, END)
+    write_section("privacy", "Differential privacy", out, intro, text)
     return 0
 
 

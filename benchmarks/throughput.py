@@ -27,7 +27,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import save_results, write_readme  # noqa: E402
+from engine import save_results, write_section  # noqa: E402
 
 from synth_model import Synthesizer  # noqa: E402
 from synth_model.decoder import merged, native_bf16  # noqa: E402
@@ -36,7 +36,6 @@ from synth_model.validate import RecordValidator  # noqa: E402
 from warehouse.demo_data import fetch  # noqa: E402
 
 RESULTS = HERE / "results" / "throughput.json"
-START, END = "<!-- throughput:start -->", "<!-- throughput:end -->"
 SAMPLERS = ("plain model.generate", "engine, free", "engine, structured", "engine, structured, float32")
 
 
@@ -220,23 +219,13 @@ def main() -> None:
     ]
     print("\n".join(lines + [""] + training))
     saved = save_results(RESULTS, matmul_peak_flops=peaks, runs=args.runs, results=results)
-    section = "\n".join(
-        [
-            START,
-            "### Throughput (`python benchmarks/throughput.py`)",
-            "",
-            f"{saved['date']}, {saved['machine']['nproc']} CPU cores; matmul peaks measured in the run: "
-            + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items())
-            + f". Generation cells are medians of {args.runs} interleaved runs; training MFU is against the "
-            "float32 peak (training runs in float32 on CPU).",
-            "",
-            *lines,
-            "",
-            *training,
-            END,
-        ]
+    intro = (
+        f"{saved['date']}, {saved['machine']['nproc']} CPU cores; matmul peaks measured in the run: "
+        + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items())
+        + f". Generation cells are medians of {args.runs} interleaved runs; training MFU is against the "
+        "float32 peak (training runs in float32 on CPU)."
     )
-    write_readme(section, START, END)
+    write_section("throughput", "Throughput", saved, intro, "\n".join(lines), "\n".join(training))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from synth_model.groups import GroupRules, KeyFactory, assign_keys, check_group,
 from synth_model.records import records_to_table
 from synth_model.schema import TableSchema
 from synth_model.validate import RecordValidator
-from synth_model.vllm_sampler import vllm_units
+from synth_model.vllm_sampler import vllm_dtype, vllm_units
 
 ProgressFn = Callable[[dict], None]
 Finished = tuple[list[int], bool]  # a unit's token ids, and whether it ended (False: cut at the length cap)
@@ -244,7 +244,7 @@ def generate_records(
         model = merged(model)  # once per call, not once per batch
     device = next(model.parameters()).device
     batch_size = default_batch_size(device) if cfg.batch_size == "auto" else cfg.batch_size
-    dtype = torch.bfloat16 if cfg.backend == "vllm" else matmul_dtype(cfg.precision, model)
+    dtype = getattr(torch, vllm_dtype(cfg)) if cfg.backend == "vllm" else matmul_dtype(cfg.precision, model)
     generator = torch.Generator(device=device)
     seed = cfg.seed if cfg.seed is not None else int(torch.seed() % 2**31)
     generator.manual_seed(seed)

@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from synth_model.config import TrainingConfig
+from synth_model.config import TinyModelConfig, TrainingConfig
 from synth_model.errors import ConfigError
 
 PAD, EOS = "<|pad|>", "<|eos|>"
@@ -83,6 +83,7 @@ def build_tiny(config: TrainingConfig, texts: list[str]) -> LoadedModel:
         raise ConfigError(
             f"training.tiny.hidden_size ({shape.hidden_size}) must be divisible by num_heads ({shape.num_heads})"
         )
+    kv_heads = kv_heads_of(shape)
     tokenizer = train_tokenizer(texts, shape.vocab_size)
     context = int(shape.context_length * config.rope_scaling_factor)
     llama = LlamaConfig(
@@ -91,6 +92,7 @@ def build_tiny(config: TrainingConfig, texts: list[str]) -> LoadedModel:
         intermediate_size=int(shape.hidden_size * 8 / 3 + 63) // 64 * 64,
         num_hidden_layers=shape.num_layers,
         num_attention_heads=shape.num_heads,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=shape.context_length,
         rope_parameters=_rope(config.rope_scaling_factor),
         tie_word_embeddings=True,
@@ -100,6 +102,21 @@ def build_tiny(config: TrainingConfig, texts: list[str]) -> LoadedModel:
         attn_implementation=ATTENTION,
     )
     return LoadedModel(LlamaForCausalLM(llama), tokenizer, context, is_lora=False)
+
+
+def kv_heads_of(shape: TinyModelConfig) -> int:
+    """Key/value heads of the tiny model: grouped-query attention cuts the per-row cache that
+    sampling reads at every step (the cost that bounds decoding a small model), at no measured
+    loss of quality for 3 query heads per key/value head.
+    """
+    if shape.num_kv_heads == "auto":
+        return min(k for k in range(1, shape.num_heads + 1) if shape.num_heads % k == 0 and 3 * k >= shape.num_heads)
+    if shape.num_heads % shape.num_kv_heads:
+        raise ConfigError(
+            f"training.tiny.num_heads ({shape.num_heads}) must be divisible by num_kv_heads ({shape.num_kv_heads}); "
+            "set num_kv_heads to a divisor of it, or to auto"
+        )
+    return shape.num_kv_heads
 
 
 def _rope(factor: float, theta: float = 10000.0) -> dict:

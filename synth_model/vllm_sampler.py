@@ -52,6 +52,30 @@ def export_for_vllm(model, tokenizer, directory: Path) -> VllmFolders:
     return VllmFolders(base_dir, adapter_dir, rank)
 
 
+def vllm_dtype(cfg: GenerationConfig) -> str:
+    """The precision vLLM runs in: bfloat16 (a GPU's native one) unless float32 is asked for."""
+    return "float32" if cfg.precision == "float32" else "bfloat16"
+
+
+def engine_args(folders: VllmFolders, cfg: GenerationConfig, seed: int, max_len: int) -> dict:
+    """vLLM's engine settings from this package's: `generation.batch_size` caps the sequences it
+    runs at once (auto: vLLM sizes the batch from free GPU memory), `generation.precision` sets
+    the dtype, and the grammar goes to its llguidance backend."""
+    args = {
+        "model": str(folders.model),
+        "tokenizer": str(folders.model),
+        "dtype": vllm_dtype(cfg),
+        "seed": seed,
+        "max_model_len": max_len,
+        "enable_lora": folders.adapter is not None,
+        "max_lora_rank": folders.lora_rank or 16,
+        "structured_outputs_config": {"backend": "guidance"},
+    }
+    if cfg.batch_size != "auto":
+        args["max_num_seqs"] = cfg.batch_size
+    return args
+
+
 def _import_vllm():
     try:
         import vllm
@@ -79,16 +103,7 @@ def vllm_units(
     vllm, lora_request, structured_params = _import_vllm()
     with tempfile.TemporaryDirectory(prefix="synth-vllm-") as tmp:
         folders = export_for_vllm(model, tokenizer, Path(tmp))
-        llm = vllm.LLM(
-            model=str(folders.model),
-            tokenizer=str(folders.model),
-            dtype="bfloat16",
-            seed=seed,
-            max_model_len=len(prompt_ids) + max_unit_tokens + 1,
-            enable_lora=folders.adapter is not None,
-            max_lora_rank=folders.lora_rank or 16,
-            structured_outputs_config={"backend": "guidance"},
-        )
+        llm = vllm.LLM(**engine_args(folders, cfg, seed, len(prompt_ids) + max_unit_tokens + 1))
         params = vllm.SamplingParams(
             temperature=cfg.temperature,
             top_p=cfg.top_p,

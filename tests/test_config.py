@@ -1,6 +1,7 @@
 import pytest
 
 from synth_model import ConfigError, SynthConfig
+from synth_model.models import build_tiny, kv_heads_of
 
 
 def test_defaults_use_established_names_and_auto():
@@ -65,3 +66,21 @@ def test_structured_generation_takes_only_a_boolean():
     assert free.generation.use_structured_generation is False
     with pytest.raises(ConfigError, match="generation.use_structured_generation"):
         SynthConfig.from_any({"generation": {"use_structured_generation": "sometimes"}})
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(6, 2), (4, 2), (2, 1), (9, 3), (5, 5), (1, 1)])
+def test_auto_kv_heads_share_each_among_at_most_three_query_heads(heads, kv_heads):
+    shape = SynthConfig.from_any({"training": {"tiny": {"num_heads": heads}}}).training.tiny
+    assert kv_heads_of(shape) == kv_heads
+
+
+def test_tiny_model_gets_grouped_query_attention_or_one_clear_error():
+    config = SynthConfig.from_any({"training": {"tiny": {"hidden_size": 48, "num_layers": 1, "num_heads": 6}}})
+    model = build_tiny(config.training, ["a,b\n1,2\n"] * 20).model
+    assert (model.config.num_attention_heads, model.config.num_key_value_heads) == (6, 2)
+    assert model.model.layers[0].self_attn.k_proj.out_features == 2 * 8
+    config.training.tiny.num_kv_heads = 4
+    with pytest.raises(ConfigError, match=r"num_heads \(6\) must be divisible by num_kv_heads \(4\)"):
+        build_tiny(config.training, ["a,b\n1,2\n"] * 20)
+    with pytest.raises(ConfigError, match="training.tiny.num_kv_heads"):
+        SynthConfig.from_any({"training": {"tiny": {"num_kv_heads": 0}}})

@@ -11,7 +11,7 @@ from tiny_models import lora_llama, tiny_llama
 from transformers import AutoModelForCausalLM
 
 from synth_model import ConfigError, SynthConfig, Synthesizer
-from synth_model.vllm_sampler import export_for_vllm
+from synth_model.vllm_sampler import engine_args, export_for_vllm
 
 
 class _Tokenizer:
@@ -59,3 +59,14 @@ def test_the_backend_is_engine_or_vllm():
     assert SynthConfig().generation.backend == "engine"
     with pytest.raises(ConfigError, match="'generation.backend'"):
         SynthConfig.from_any({"generation": {"backend": "tgi"}})
+
+
+def test_vllm_gets_the_batch_size_and_precision_of_the_generation_settings(tmp_path):
+    folders = export_for_vllm(lora_llama(), _Tokenizer(), tmp_path)
+    settings = SynthConfig.from_any({"generation": {"batch_size": 64, "precision": "float32"}}).generation
+    args = engine_args(folders, settings, seed=7, max_len=99)
+    assert args["max_num_seqs"] == 64 and args["dtype"] == "float32" and args["seed"] == 7
+    assert args["enable_lora"] and args["max_lora_rank"] == 4 and args["max_model_len"] == 99
+    assert args["structured_outputs_config"] == {"backend": "guidance"}
+    defaults = engine_args(folders, SynthConfig().generation, seed=0, max_len=99)
+    assert "max_num_seqs" not in defaults and defaults["dtype"] == "bfloat16"
