@@ -201,7 +201,8 @@ class Synthesizer:
         if training.learning_rate == "auto":
             training.learning_rate = 5e-4 if loaded.is_lora else 2e-3
         if self.config.generation.batch_size == "auto":
-            self.config.generation.batch_size = default_batch_size(device)
+            max_len = prompt_len + unit_token_cap(units, loaded.context_length - prompt_len - 1) + 1
+            self.config.generation.batch_size = default_batch_size(loaded.model, max_len, device)
 
     # ------------------------------------------------------------- generate
     def generate(self, num_records: int | None = None, progress: ProgressFn | None = None) -> pa.Table:

@@ -9,7 +9,7 @@ from tiny_models import VOCAB, lora_llama, tiny_llama
 from synth_model import decoder as decoder_module
 from synth_model.config import GenerationConfig
 from synth_model.decoder import HFDecoder, KVDecoder, make_decoder, matmul_dtype
-from synth_model.generate import _sample, sample_units
+from synth_model.generate import CACHE_BUDGET, _sample, default_batch_size, sample_units
 
 PROMPT, STEPS, BATCH = 7, 6, 3
 
@@ -161,3 +161,12 @@ def test_inverse_cdf_sampling_follows_the_distribution():
     frequencies = torch.bincount(_sample(scores, uniform), minlength=5) / 80_000
     torch.testing.assert_close(frequencies, probs, atol=0.01, rtol=0)
     assert frequencies[1] == 0 and frequencies[4] == 0
+
+
+def test_auto_batch_is_512_rows_on_cpu_unless_their_cache_passes_the_budget():
+    model = tiny_llama()  # 2 layers x 2 key/value heads x 16 dims, float32: 512 bytes of cache per position
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert default_batch_size(model, 66, cpu) == 512 and default_batch_size(model, 66, cuda) == 1024
+    per_row = 512 * 2**20
+    assert default_batch_size(model, 2**20, cpu) == CACHE_BUDGET // per_row == 4
+    assert default_batch_size(model, 2**24, cuda) == 1  # never none
