@@ -45,8 +45,8 @@ CACHE_BUDGET = 2 * 2**30  # bytes of key/value cache an "auto" sampling batch ma
 
 def default_batch_size(model, max_len: int, device: torch.device) -> int:
     """`generation.batch_size: auto`: 1024 rows on CUDA, 512 on CPU (of 128-1024, the fastest for
-    1,000 records of the tiny model on 2 cores), fewer where their key/value cache of `max_len` positions would pass
-    `CACHE_BUDGET` (a large model with long records)."""
+    1,000 records of the tiny model on 2 cores), fewer where their key/value cache of `max_len`
+    positions would pass `CACHE_BUDGET` (a large model with long records)."""
     cfg = model.config
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads

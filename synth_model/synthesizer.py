@@ -200,7 +200,7 @@ class Synthesizer:
             training.num_input_records_to_sample = min(n_records * epochs, max(TINY_MAX_RECORDS, n_records))
         if training.learning_rate == "auto":
             training.learning_rate = 5e-4 if loaded.is_lora else 2e-3
-        if self.config.generation.batch_size == "auto":
+        if self.config.generation.batch_size == "auto" and self.config.generation.backend == "engine":
             max_len = prompt_len + unit_token_cap(units, loaded.context_length - prompt_len - 1) + 1
             self.config.generation.batch_size = default_batch_size(loaded.model, max_len, device)
 

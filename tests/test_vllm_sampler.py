@@ -70,3 +70,11 @@ def test_vllm_gets_the_batch_size_and_precision_of_the_generation_settings(tmp_p
     assert args["structured_outputs_config"] == {"backend": "guidance"}
     defaults = engine_args(folders, SynthConfig().generation, seed=0, max_len=99)
     assert "max_num_seqs" not in defaults and defaults["dtype"] == "bfloat16"
+
+
+def test_fitting_for_vllm_leaves_the_batch_to_vllm_and_for_the_engine_picks_one(credit):
+    small = {"num_input_records_to_sample": 100, "tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2}}
+    rows = credit.slice(0, 200)
+    for backend, batch in (("vllm", "auto"), ("engine", 512)):
+        synth = Synthesizer({"training": small, "generation": {"backend": backend}}).fit(rows)
+        assert synth.config.generation.batch_size == batch
