@@ -83,6 +83,12 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
     return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
 
 
+def kv_shape(cfg) -> tuple[int, int]:
+    """Key/value heads and head width of a model config (no grouping where it names none)."""
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads, head_dim
+
+
 class KVDecoder:
     """Batched incremental decoding of a Llama model, one position per row, the prompt shared.
 
@@ -106,8 +112,8 @@ class KVDecoder:
         cfg = model.config
         inner = model.model
         self.batch_size, self.max_len, self.prompt_len = batch_size, max_len, 0
-        self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.heads = cfg.num_attention_heads
+        self.kv_heads, self.head_dim = kv_shape(cfg)
         self.eps = cfg.rms_norm_eps
         self.act = ACT2FN[cfg.hidden_act]
         self.embed = inner.embed_tokens.weight

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synth_model.config import GenerationConfig
-from synth_model.decoder import make_decoder, matmul_dtype, merged
+from synth_model.decoder import kv_shape, make_decoder, matmul_dtype, merged
 from synth_model.errors import GenerationError
 from synth_model.grammar import Constraint, unit_grammar
 from synth_model.groups import GroupRules, KeyFactory, assign_keys, check_group, split_groups
@@ -47,10 +47,10 @@ def default_batch_size(model, max_len: int, device: torch.device) -> int:
     """`generation.batch_size: auto`: 1024 rows on CUDA, 512 on CPU (of 128-1024, the fastest for
     1,000 records of the tiny model on 2 cores), fewer where their key/value cache of `max_len`
     positions would pass `CACHE_BUDGET` (a large model with long records)."""
-    cfg = model.config
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    per_row = 2 * cfg.num_hidden_layers * kv_heads * head_dim * max_len * next(model.parameters()).element_size()
+    kv_heads, head_dim = kv_shape(model.config)
+    per_row = (
+        2 * model.config.num_hidden_layers * kv_heads * head_dim * max_len * next(model.parameters()).element_size()
+    )
     return max(1, min(1024 if device.type == "cuda" else 512, CACHE_BUDGET // per_row))
 
 

@@ -116,7 +116,7 @@ class Synthesizer:
         prompt_ids = tok(prompt_text(modelled), add_special_tokens=False)["input_ids"]
         units = _units(tok, texts, unit_ids)
         check_fit(units, len(prompt_ids), loaded.context_length, grouped=bool(group_by))
-        self._resolve(units, len(prompt_ids), loaded, len(texts), device)
+        self._resolve(units, len(prompt_ids), loaded, len(texts))
         rng = np.random.default_rng(cfg.data.random_state)
         val_units: list[Unit] = []
         if cfg.training.validation_ratio > 0:
@@ -161,6 +161,10 @@ class Synthesizer:
         self.schema, self.loaded, self.holdout, self.keys, self.pii = schema, loaded, holdout, keys, pii
         self.prompt_ids = prompt_ids
         self.max_unit_tokens = unit_token_cap(units, loaded.context_length - len(prompt_ids) - 1)
+        generation = cfg.generation
+        if generation.batch_size == "auto" and generation.backend == "engine":  # vLLM sizes its own batch
+            cache_len = len(prompt_ids) + self.max_unit_tokens + 1
+            generation.batch_size = default_batch_size(loaded.model, cache_len, device)
         self.metrics = {
             **metrics,
             "rows_in": table.num_rows,
@@ -186,9 +190,9 @@ class Synthesizer:
         prompt_len: int,
         loaded: models.LoadedModel,
         n_records: int,
-        device: torch.device,
     ) -> None:
-        """Replace every "auto" with a concrete value, once, from the data and the model."""
+        """Replace the data and training "auto"s with concrete values, once, from the data and the model
+        (the sampling batch is set once the unit cap is known, after training)."""
         data, training = self.config.data, self.config.training
         if self.config.privacy.dp_enabled:
             data.max_sequences_per_example = 1  # record-level (group-level) privacy: one unit per example
@@ -200,9 +204,6 @@ class Synthesizer:
             training.num_input_records_to_sample = min(n_records * epochs, max(TINY_MAX_RECORDS, n_records))
         if training.learning_rate == "auto":
             training.learning_rate = 5e-4 if loaded.is_lora else 2e-3
-        if self.config.generation.batch_size == "auto" and self.config.generation.backend == "engine":
-            max_len = prompt_len + unit_token_cap(units, loaded.context_length - prompt_len - 1) + 1
-            self.config.generation.batch_size = default_batch_size(loaded.model, max_len, device)
 
     # ------------------------------------------------------------- generate
     def generate(self, num_records: int | None = None, progress: ProgressFn | None = None) -> pa.Table:
