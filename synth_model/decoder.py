@@ -78,9 +78,13 @@ def _cat(*tensors: torch.Tensor | None) -> torch.Tensor | None:
     return None if tensors[0] is None else torch.cat(tensors)
 
 
+def _scaled(tensor: torch.Tensor | None, factor: float) -> torch.Tensor | None:
+    return None if tensor is None else tensor * factor
+
+
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x @ weight.T (+ bias) in the weight's dtype, the result back in x's."""
-    return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
+    """x @ weight.T (+ bias) in the weight's dtype (the result too: adding it to a float32 residual promotes)."""
+    return F.linear(x.to(weight.dtype), weight, bias)
 
 
 def kv_shape(cfg) -> tuple[int, int]:
@@ -97,9 +101,9 @@ class KVDecoder:
     keep(rows) drops the other rows. The prompt runs once and its keys/values are copied into every
     row's cache; attention reads every row's cache up to the longest live row, or all of it when
     that is over half (see `_span`). A peft model is merged
-    into a deep copy, so the caller's (trainable) model is never touched. With `dtype` the weight
-    matmuls run in it (bfloat16 on a CPU with bf16 instructions); norms, attention and the cache
-    stay in the model's dtype.
+    into a deep copy, so the caller's (trainable) model is never touched. With `dtype` the matmuls
+    (weights and attention) and the cache are in it (bfloat16 on a CPU with bf16 instructions:
+    half the cache to read each step); the residual stream, norms and softmax stay in the model's.
     """
 
     refills = True
@@ -125,13 +129,14 @@ class KVDecoder:
 
         self.lm_head = cast(model.lm_head.weight)
         self.layers = []
+        scale = self.head_dim**-0.5  # attention's 1/sqrt(d), folded into the query projection
         for layer in inner.layers[: cfg.num_hidden_layers]:
             attn, mlp = layer.self_attn, layer.mlp
             self.layers.append(
                 (
                     layer.input_layernorm.weight,
-                    cast(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])),
-                    cast(_cat(attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias)),
+                    cast(torch.cat([attn.q_proj.weight * scale, attn.k_proj.weight, attn.v_proj.weight])),
+                    cast(_cat(_scaled(attn.q_proj.bias, scale), attn.k_proj.bias, attn.v_proj.bias)),
                     cast(attn.o_proj.weight),
                     cast(attn.o_proj.bias),
                     layer.post_attention_layernorm.weight,
@@ -144,11 +149,11 @@ class KVDecoder:
         # cos/sin for every position, from the model's own rotary module (keeps RoPE scaling).
         positions = torch.arange(max_len, device=self.embed.device)[None]
         cos, sin = inner.rotary_emb(self.embed[:1], position_ids=positions)
-        self.cos, self.sin = cos[0], sin[0]
+        self.cos, self.sin = cos[0].to(dtype), sin[0].to(dtype)
         # per layer [keys|values, B, kv_heads, max_len, head_dim]: one write per step for both. Zeroed:
         # unwritten values meet attention weight 0, and 0 x NaN (from garbage memory) would be NaN.
         shape = (2, batch_size, self.kv_heads, max_len, self.head_dim)
-        self.caches = [self.embed.new_zeros(shape) for _ in self.layers]
+        self.caches = [self.embed.new_zeros(shape, dtype=dtype) for _ in self.layers]
         self.filled = torch.zeros(batch_size, dtype=torch.long, device=self.embed.device)  # own tokens per row
         self.prompt_logits: torch.Tensor | None = None
 
@@ -215,6 +220,8 @@ class KVDecoder:
         span = self._span(int(positions.max()) + 1)
         slots = self._slots(positions, rows.start or 0)
         hidden = (torch.arange(span, device=ids.device) > positions[..., None])[:, None, None]  # [R, 1, 1, T, span]
+        # added to the scores: one op that also lifts bfloat16 scores to a float32 softmax
+        bias = torch.zeros(hidden.shape, device=ids.device).masked_fill_(hidden, float("-inf"))
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
         x = F.embedding(ids, self.embed)
         for cache, (ln1, w_qkv, b_qkv, w_o, b_o, ln2, w_gu, b_gu, w_down, b_down) in zip(
@@ -223,16 +230,17 @@ class KVDecoder:
             qkv = _linear(_rms_norm(x, ln1, self.eps), w_qkv, b_qkv).view(n, width, -1, d).transpose(1, 2)
             qk = qkv[:, : h + kv]
             qk = qk * cos + rotate_half(qk) * sin
-            q = qk[:, :h].reshape(n, kv, g * width, d)  # the g heads sharing a kv head become g query rows
+            q = qk[:, :h].reshape(n * kv, g * width, d)  # the g heads sharing a kv head become g query rows
             cache.view(-1, d).index_copy_(0, slots, torch.stack([qk[:, h:], qkv[:, h + kv :]]).view(-1, d))
-            keys, values = cache[0, rows, :, :span], cache[1, rows, :, :span]
-            scores = torch.matmul(q, keys.transpose(2, 3)).view(n, kv, g, width, span) * d**-0.5
-            weights = scores.masked_fill_(hidden, float("-inf")).softmax(-1).view(n, kv, g * width, span)
-            out = torch.matmul(weights, values).view(n, h, width, d).transpose(1, 2)
+            keys = cache[0, rows, :, :span].reshape(n * kv, span, d)
+            values = cache[1, rows, :, :span].reshape(n * kv, span, d)
+            scores = torch.bmm(q, keys.transpose(1, 2)).view(n, kv, g, width, span)
+            weights = torch.add(scores, bias).softmax(-1).to(cache.dtype).view(n * kv, g * width, span)
+            out = torch.bmm(weights, values).view(n, h, width, d).transpose(1, 2)
             x = x + _linear(out.reshape(n, width, h * d), w_o, b_o)
             gate, up = _linear(_rms_norm(x, ln2, self.eps), w_gu, b_gu).chunk(2, dim=-1)
             x = x + _linear(self.act(gate) * up, w_down, b_down)
-        return _linear(_rms_norm(x[:, -1], self.norm, self.eps), self.lm_head)
+        return _linear(_rms_norm(x[:, -1], self.norm, self.eps), self.lm_head).float()
 
 
 class HFDecoder:
