@@ -46,7 +46,8 @@ CACHE_BUDGET = 2 * 2**30  # bytes of key/value cache an "auto" sampling batch ma
 def default_batch_size(model, max_len: int, device: torch.device) -> int:
     """`generation.batch_size: auto`: 1024 rows on CUDA, 512 on CPU (of 128-1024, the fastest for
     1,000 records of the tiny model on 2 cores), fewer where their key/value cache of `max_len`
-    positions would pass `CACHE_BUDGET` (a large model with long records)."""
+    positions would pass `CACHE_BUDGET` (a large model with long records). Counted at the model's
+    dtype: an upper bound where the cache is kept in bfloat16."""
     kv_heads, head_dim = kv_shape(model.config)
     per_row = (
         2 * model.config.num_hidden_layers * kv_heads * head_dim * max_len * next(model.parameters()).element_size()
