@@ -219,8 +219,9 @@ class KVDecoder:
         g = h // kv
         span = self._span(int(positions.max()) + 1)
         slots = self._slots(positions, rows.start or 0)
-        hidden = (torch.arange(span, device=ids.device) > positions[..., None])[:, None, None]  # [R, 1, 1, T, span]
-        # added to the scores: one op that also lifts bfloat16 scores to a float32 softmax
+        # -inf on each row's keys past its position [R, 1, 1, T, span]; added to the scores, one op
+        # that also lifts bfloat16 scores to a float32 softmax
+        hidden = (torch.arange(span, device=ids.device) > positions[..., None])[:, None, None]
         bias = torch.zeros(hidden.shape, device=ids.device).masked_fill_(hidden, float("-inf"))
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
         x = F.embedding(ids, self.embed)

@@ -25,7 +25,7 @@ from synth_model.decoder import kv_shape, make_decoder, matmul_dtype, merged
 from synth_model.errors import GenerationError
 from synth_model.grammar import Constraint, unit_grammar
 from synth_model.groups import GroupRules, KeyFactory, assign_keys, check_group, split_groups
-from synth_model.records import records_to_table
+from synth_model.records import records_to_table, sequence_len
 from synth_model.schema import TableSchema
 from synth_model.validate import RecordValidator
 from synth_model.vllm_sampler import vllm_dtype, vllm_units
@@ -103,7 +103,7 @@ def sample_units(
     device = next(model.parameters()).device
     rows = min(batch_size, wanted(0))
     while rows > 0:
-        decoder = make_decoder(model, rows, len(prompt_ids) + max_unit_tokens + 1, dtype)
+        decoder = make_decoder(model, rows, sequence_len(len(prompt_ids), max_unit_tokens), dtype)
         logits = decoder.prefill(torch.tensor([prompt_ids], device=device))
         prompt_logits = logits[0]
         constraint = constraint_of(rows) if constraint_of else None
@@ -254,7 +254,7 @@ def generate_records(
     if cfg.backend == "engine":  # vLLM takes a LoRA model as base + adapter
         model = merged(model)  # once per call, not once per batch
     device = next(model.parameters()).device
-    max_len = len(prompt_ids) + max_unit_tokens + 1
+    max_len = sequence_len(len(prompt_ids), max_unit_tokens)
     batch_size = default_batch_size(model, max_len, device) if cfg.batch_size == "auto" else cfg.batch_size
     dtype = getattr(torch, vllm_dtype(cfg)) if cfg.backend == "vllm" else matmul_dtype(cfg.precision, model)
     generator = torch.Generator(device=device)

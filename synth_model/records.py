@@ -157,6 +157,11 @@ def unit_token_cap(units: Sequence[Unit], limit: int) -> int:
     return min(limit, math.ceil(1.25 * max(len(u.ids) for u in units)) + 1)
 
 
+def sequence_len(prompt_len: int, max_unit_tokens: int) -> int:
+    """Positions one sampled row can fill: the prompt, a unit at its cap, and the end token."""
+    return prompt_len + max_unit_tokens + 1
+
+
 def check_fit(units: Sequence[Unit], prompt_len: int, context: int, grouped: bool = False) -> None:
     """Fail before training if any unit cannot fit the context window, with the remedies."""
     limit = context - prompt_len - 1

@@ -33,6 +33,7 @@ from synth_model.records import (
     prompt_text,
     rows_to_texts,
     schema_texts,
+    sequence_len,
     unit_token_cap,
 )
 from synth_model.schema import TableSchema, infer_schema
@@ -163,7 +164,7 @@ class Synthesizer:
         self.max_unit_tokens = unit_token_cap(units, loaded.context_length - len(prompt_ids) - 1)
         generation = cfg.generation
         if generation.batch_size == "auto" and generation.backend == "engine":  # vLLM sizes its own batch
-            cache_len = len(prompt_ids) + self.max_unit_tokens + 1
+            cache_len = sequence_len(len(prompt_ids), self.max_unit_tokens)
             generation.batch_size = default_batch_size(loaded.model, cache_len, device)
         self.metrics = {
             **metrics,

@@ -20,6 +20,7 @@ import torch
 
 from synth_model.config import GenerationConfig
 from synth_model.errors import ConfigError
+from synth_model.records import sequence_len
 
 if TYPE_CHECKING:
     from synth_model.generate import Finished
@@ -103,7 +104,7 @@ def vllm_units(
     vllm, lora_request, structured_params = _import_vllm()
     with tempfile.TemporaryDirectory(prefix="synth-vllm-") as tmp:
         folders = export_for_vllm(model, tokenizer, Path(tmp))
-        llm = vllm.LLM(**engine_args(folders, cfg, seed, len(prompt_ids) + max_unit_tokens + 1))
+        llm = vllm.LLM(**engine_args(folders, cfg, seed, sequence_len(len(prompt_ids), max_unit_tokens)))
         params = vllm.SamplingParams(
             temperature=cfg.temperature,
             top_p=cfg.top_p,
