@@ -176,6 +176,10 @@ class KVDecoder:
         """Rows continue the prompt afresh."""
         self.filled[rows] = 0
 
+    def rewind(self, row: int, filled: int) -> None:
+        """The row keeps only its first `filled` tokens: the next step feeds its token `filled` (again)."""
+        self.filled[row] = filled
+
     @torch.inference_mode()
     def keep(self, rows: torch.Tensor) -> None:
         """Only `rows` stay in the batch (cheaper steps once few rows are still needed)."""

@@ -4,7 +4,8 @@ Every row continues the shared prompt with one unit (a record, or one entity's g
 the end token; a finished row is validated and, while more records are needed, restarted at once
 (continuous batching), so the batch stays full instead of waiting for its slowest row. A row is
 cut at `max_unit_tokens` (set from the longest unit training saw). With structured generation a
-grammar (see grammar.py) masks every token that would break the record's form.
+grammar (see grammar.py) masks every token that would break the record's form, and in grouped
+tables a record line that would sink its group is drawn again (see LineChecks, groups.GroupGuard).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from synth_model.config import GenerationConfig
 from synth_model.decoder import kv_shape, make_decoder, matmul_dtype, merged
 from synth_model.errors import GenerationError
 from synth_model.grammar import Constraint, unit_grammar
-from synth_model.groups import GroupRules, KeyFactory, assign_keys, check_group, split_groups
+from synth_model.groups import GroupGuard, GroupRules, KeyFactory, assign_keys, check_group, split_groups
 from synth_model.records import records_to_table, sequence_len
 from synth_model.schema import TableSchema
 from synth_model.validate import RecordValidator
@@ -41,6 +42,7 @@ class GenerationResult:
 
 
 CACHE_BUDGET = 2 * 2**30  # bytes of key/value cache an "auto" sampling batch may take
+MAX_REDRAWS = 10  # refusals of one line after which it stays (and its group is judged as a whole)
 
 
 def default_batch_size(model, max_len: int, device: torch.device) -> int:
@@ -80,6 +82,53 @@ def _sample(scores: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     return token.clamp_(max=scores.shape[-1] - 1)
 
 
+class LineChecks:
+    """Checks each line a row completes with a `GroupGuard`, and says which rows to rewind.
+
+    Per row: the index of the token that ended its last kept line (-1: none yet), and how often its
+    current line was refused. A refused line is dropped and drawn again from the token after that
+    one; a line with no kept line before it (nothing to rewind to) or refused `MAX_REDRAWS` times stays.
+    """
+
+    def __init__(self, guard: GroupGuard, newline: torch.Tensor, decode: Callable[[list[int]], str], rows: int):
+        self.guard, self.newline, self.decode = guard, newline, decode
+        self.ends, self.refusals = [-1] * rows, [0] * rows
+        self.redrawn = 0
+
+    def refused(self, token: torch.Tensor, live: torch.Tensor, units: torch.Tensor, length: torch.Tensor):
+        """(row, tokens to keep) for each live row whose line, just ended by `token`, was refused."""
+        out = []
+        for r in (live & self.newline[token]).nonzero().squeeze(1).tolist():
+            start, n = self.ends[r], int(length[r])
+            pieces = self.decode(units[r, max(start, 0) : n].tolist()).split("\n")
+            lines = pieces[1:-1] if start >= 0 else pieces[:-1]  # pieces[0] ends the kept line
+            if all(self.guard.admit(r, line) for line in lines) or start < 0 or self.refusals[r] >= MAX_REDRAWS:
+                self.ends[r], self.refusals[r] = n - 1, 0
+            else:
+                self.refusals[r] += 1
+                self.redrawn += 1
+                out.append((r, start + 1))
+        return out
+
+    def reset(self, rows: list[int]) -> None:
+        for r in rows:
+            self.ends[r], self.refusals[r] = -1, 0
+        self.guard.reset(rows)
+
+    def keep(self, rows: list[int]) -> None:
+        self.ends = [self.ends[r] for r in rows]
+        self.refusals = [self.refusals[r] for r in rows]
+        self.guard.keep(rows)
+
+
+def newline_tokens(tokenizer, vocab: int) -> torch.Tensor:
+    """[vocab] bool: the tokens whose text holds a newline (the ones that can end a line)."""
+    texts = tokenizer.batch_decode([[i] for i in range(min(vocab, len(tokenizer)))])
+    mask = torch.zeros(vocab, dtype=torch.bool)
+    mask[[i for i, text in enumerate(texts) if "\n" in text]] = True
+    return mask
+
+
 @torch.inference_mode()
 def sample_units(
     model,
@@ -92,13 +141,15 @@ def sample_units(
     wanted: Callable[[int], int],
     constraint_of: Callable[[int], Constraint] | None = None,
     dtype: torch.dtype | None = None,
+    checks_of: Callable[[int], LineChecks] | None = None,
 ) -> Iterator[list[Finished]]:
     """Sample units on up to `batch_size` rows; yields the units finished at each step that finished any.
 
     After each yield, `wanted(live)` says how many more units the caller needs beyond the `live`
     rows still running: that many finished rows restart (continuous batching), the others go idle,
     and idle rows are dropped from the batch once they are half of it. Decoders that cannot restart
-    a row (HFDecoder) finish the batch and start a new one while units are wanted.
+    a row (HFDecoder) finish the batch and start a new one while units are wanted. `checks_of(rows)`
+    makes the line checks (see LineChecks) of a batch; a decoder that cannot rewind a row skips them.
     """
     device = next(model.parameters()).device
     rows = min(batch_size, wanted(0))
@@ -107,6 +158,7 @@ def sample_units(
         logits = decoder.prefill(torch.tensor([prompt_ids], device=device))
         prompt_logits = logits[0]
         constraint = constraint_of(rows) if constraint_of else None
+        checks = checks_of(rows) if checks_of and decoder.refills else None
         units = torch.full((rows, max_unit_tokens), eos_id, dtype=torch.long, device=device)
         length = torch.zeros(rows, dtype=torch.long, device=device)
         live = torch.ones(rows, dtype=torch.bool, device=device)
@@ -133,6 +185,14 @@ def sample_units(
             length += writing
             if seen is not None:
                 seen[every[writing], token[writing]] = True
+            for r, kept in checks.refused(token, live, units, length) if checks else ():
+                if constraint:
+                    constraint.rollback(r, int(length[r]) - kept)
+                token[r], length[r] = units[r, kept - 1], kept  # feeds the kept line's last token again
+                decoder.rewind(r, kept - 1)
+                if seen is not None:
+                    seen[r] = False
+                    seen[r, units[r, :kept]] = True
             finished = ended | (live & (length >= max_unit_tokens))
             fresh = torch.zeros_like(live)
             if bool(finished.any()):
@@ -145,8 +205,11 @@ def sample_units(
                     length[fresh] = 0
                     if seen is not None:
                         seen[fresh] = False
+                    restarted = fresh.nonzero().squeeze(1).tolist()
                     if constraint:
-                        constraint.reset(fresh.nonzero().squeeze(1).tolist())
+                        constraint.reset(restarted)
+                    if checks:
+                        checks.reset(restarted)
             logits = decoder.step(token)
             if decoder.refills:
                 back = fresh | ~live  # idle rows wait right after the prompt, so they never run out of cache
@@ -158,6 +221,8 @@ def sample_units(
                     decoder.keep(keep)
                     if constraint:
                         constraint.keep(keep.tolist())
+                    if checks:
+                        checks.keep(keep.tolist())
                     logits, units, length, live = logits[keep], units[keep], length[keep], live[keep]
                     seen = seen[keep] if seen is not None else None
                     rows = len(keep)
@@ -268,6 +333,15 @@ def generate_records(
     constraint_of = (
         (lambda rows: Constraint(tokenizer, schema, grouped, rows, max_group_records)) if structured else None
     )
+    line_checks: list[LineChecks] = []  # one per sampling batch, for the redraw count
+    checks_of = None
+    if structured and grouped and cfg.backend == "engine":
+        newline = newline_tokens(tokenizer, model.get_output_embeddings().weight.shape[0]).to(device)
+
+        def checks_of(rows: int) -> LineChecks:
+            guard = GroupGuard(collector.validator, groups, rows)
+            line_checks.append(LineChecks(guard, newline, tokenizer.decode, rows))
+            return line_checks[-1]
 
     def wanted(live: int) -> int:
         """Units still to start: enough that the live ones plus these should reach the target."""
@@ -283,7 +357,17 @@ def generate_records(
             rounds = vllm_units(model, tokenizer, prompt_ids, max_unit_tokens, eos_id, cfg, seed, wanted, grammar)
         else:
             rounds = sample_units(
-                model, prompt_ids, batch_size, max_unit_tokens, eos_id, cfg, generator, wanted, constraint_of, dtype
+                model,
+                prompt_ids,
+                batch_size,
+                max_unit_tokens,
+                eos_id,
+                cfg,
+                generator,
+                wanted,
+                constraint_of,
+                dtype,
+                checks_of,
             )
         for finished in rounds:
             tokens += sum(len(ids) for ids, _ in finished)
@@ -308,6 +392,7 @@ def generate_records(
         "valid_fraction": collector.n_valid / max(collector.n_valid + n_invalid, 1),
         "rejections": dict(collector.reasons.most_common()),
         "truncated_units": collector.truncated,
+        "redrawn_records": sum(c.redrawn for c in line_checks),
         "structured": cfg.use_structured_generation,
         "backend": cfg.backend,
         "batch_size": batch_size,

@@ -120,6 +120,10 @@ class Constraint:
         """Whether each row's unit is complete (the grammar admits nothing more)."""
         return [self.matchers[r].is_stopped() for r in rows]
 
+    def rollback(self, row: int, tokens: int) -> None:
+        """Undo the row's last `tokens` tokens."""
+        self.matchers[row].rollback(tokens)
+
     def reset(self, rows: list[int]) -> None:
         for r in rows:
             self.matchers[r].reset()

@@ -250,6 +250,10 @@ def _ordered(records: list[dict], order_by: list[str]) -> bool:
     return True
 
 
+def _group_key(record: dict, rules: GroupRules) -> tuple:
+    return tuple(record[c] for c in rules.group_by)
+
+
 def check_group(
     lines: list[str], validator: RecordValidator, rules: GroupRules
 ) -> tuple[list[dict] | None, str | None, Counter]:
@@ -265,7 +269,7 @@ def check_group(
             records.append(record)
     if not records:
         return None, "empty_group", reasons
-    keys = {tuple(r[c] for c in rules.group_by) for r in records}
+    keys = {_group_key(r, rules) for r in records}
     if len(keys) > 1:
         if not rules.fix_non_unique_value:
             return None, "non_unique_key", reasons
@@ -279,6 +283,51 @@ def check_group(
         except TypeError:
             return None, "unordered_records", reasons
     return records, None, reasons
+
+
+class GroupGuard:
+    """Checks each record line of the groups being sampled as soon as its newline is drawn.
+
+    A line that would sink its group in `check_group` (an invalid record, a group column that
+    changes, a record out of order), unless a relaxation lets the group through, is refused, and
+    the sampler draws that record again from the start of its line: the group keeps the records
+    before it instead of being lost whole. Without this, groups with more records are the ones
+    more often out of order somewhere, so rejecting them would leave the groups too short.
+    One state per batch row: the group's key and its last record.
+    """
+
+    def __init__(self, validator: RecordValidator, rules: GroupRules, rows: int):
+        self.validator, self.rules = validator, rules
+        self.keys: list[tuple | None] = [None] * rows
+        self.last: list[dict | None] = [None] * rows
+
+    def admit(self, row: int, line: str) -> bool:
+        """Whether `line`, just completed in batch row `row`, may stay (its record becomes the row's last)."""
+        text = line.strip()
+        if text in (BEGIN, END) or not text:
+            if text == BEGIN:
+                self.reset([row])
+            return True
+        record, _ = self.validator.check(line)
+        if record is None:
+            return self.rules.ignore_invalid_records
+        rules, key, last = self.rules, _group_key(record, self.rules), self.last[row]
+        if last is None:
+            self.keys[row] = key
+        else:
+            order = [] if rules.fix_unordered_records else rules.order_by
+            if (key != self.keys[row] and not rules.fix_non_unique_value) or not _ordered([last, record], order):
+                return False
+        self.last[row] = record
+        return True
+
+    def reset(self, rows: list[int]) -> None:
+        for r in rows:
+            self.keys[r] = self.last[r] = None
+
+    def keep(self, rows: list[int]) -> None:
+        self.keys = [self.keys[r] for r in rows]
+        self.last = [self.last[r] for r in rows]
 
 
 def assign_keys(groups: list[list[dict]], factories: list[KeyFactory], rng: random.Random) -> None:

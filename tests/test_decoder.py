@@ -75,7 +75,8 @@ def test_decoder_matches_hf_forward_with_lora_and_leaves_the_model_alone():
 
 
 def test_a_restarted_row_starts_afresh_while_the_others_go_on_and_dropped_rows_leave():
-    """Continuous batching: row 1 restarts after the prompt mid-way, then row 0 is dropped."""
+    """Continuous batching: row 1 restarts after the prompt mid-way, row 2 is rewound to its first
+    token (a redrawn line), then row 0 is dropped."""
     model = tiny_llama()
     prompt = torch.arange(PROMPT)[None]
     decoder = KVDecoder(model, BATCH, PROMPT + 8)
@@ -96,6 +97,9 @@ def test_a_restarted_row_starts_afresh_while_the_others_go_on_and_dropped_rows_l
     history[1] = []
     torch.testing.assert_close(decoder.prompt_logits, hf_last_logits(model, prompt)[0], atol=1e-4, rtol=1e-4)
     step([9, 10, 11])
+    decoder.rewind(2, 1)  # row 2 keeps its first token (5) and feeds its second (8) again
+    history[2] = history[2][:1]
+    step([12, 13, 8])
     step([12, 13, 14])
     decoder.keep(torch.tensor([1, 2]))
     history = history[1:]

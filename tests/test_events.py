@@ -48,7 +48,8 @@ def test_generated_groups_are_whole_ordered_and_newly_keyed(flights, fitted):
     synth, result = fitted
     table, stats = result.table, result.stats
     assert table.num_rows >= 120  # num_records counts records; whole groups may overshoot
-    assert 0 < stats["valid_group_fraction"] <= 1 and stats["valid_groups"] >= 1
+    # lines that would have sunk their group (out of order, mostly) were drawn again while sampling
+    assert stats["redrawn_records"] > 0 and stats["valid_group_fraction"] >= 0.95
     real_sizes = flights.group_by(GROUP).aggregate([("day", "count")])["day_count"].to_pylist()
     sizes = table.group_by(GROUP).aggregate([("day", "count")])["day_count"].to_pylist()
     assert min(sizes) >= 1 and max(sizes) <= max(real_sizes)

@@ -1,4 +1,5 @@
-"""Grouped events: capping, marker parsing, group validity rules and each relaxation, fresh keys."""
+"""Grouped events: capping, marker parsing, group validity rules and each relaxation (after sampling and
+line by line while sampling), fresh keys."""
 
 import random
 
@@ -10,6 +11,7 @@ from synth_model.errors import ContextFitError
 from synth_model.groups import (
     BEGIN,
     END,
+    GroupGuard,
     GroupRules,
     KeyFactory,
     assign_keys,
@@ -95,6 +97,24 @@ def test_each_relaxation_repairs_its_own_problem_only():
     assert check_group([line("XY99", 5), line("ZZ88", 1)], validator, rules(fix_unordered_records=True))[1] == (
         "non_unique_key"
     )
+
+
+def test_the_guard_refuses_each_line_that_would_sink_its_group_and_keeps_rows_apart():
+    guard = GroupGuard(RecordValidator(SCHEMA), rules(), rows=2)
+    assert guard.admit(0, BEGIN) and guard.admit(0, line("XY99", 5)) and guard.admit(1, line("ZZ88", 1))
+    assert not guard.admit(0, line("XY99", 4))  # before the row's last record
+    assert not guard.admit(0, line("ZZ88", 6))  # the group's key changed
+    assert not guard.admit(0, line("XY99", 6, "zzz"))  # invalid record
+    assert guard.admit(0, line("XY99", 5)) and guard.admit(0, line("XY99", 9)) and guard.admit(0, END)
+    assert not guard.admit(0, line("XY99", 8))  # a refused line left the last record (9) as it was
+    assert guard.admit(1, line("ZZ88", 2))  # row 1 has its own group
+    guard.keep([1])
+    assert not guard.admit(0, line("ZZ88", 1)) and guard.admit(0, line("ZZ88", 3))
+    guard.reset([0])
+    assert guard.admit(0, line("XY99", 0))  # a fresh group
+    relaxed = GroupGuard(RecordValidator(SCHEMA), rules(fix_unordered_records=True, ignore_invalid_records=True), 1)
+    assert relaxed.admit(0, line("XY99", 5)) and relaxed.admit(0, line("XY99", 4))  # sorted afterwards
+    assert relaxed.admit(0, "not json") and not relaxed.admit(0, line("ZZ88", 6))
 
 
 def test_rules_take_the_relaxation_flags_from_the_generation_config():
