@@ -42,7 +42,8 @@ class GenerationResult:
 
 
 CACHE_BUDGET = 2 * 2**30  # bytes of key/value cache an "auto" sampling batch may take
-MAX_REDRAWS = 10  # refusals of one line after which it stays (and its group is judged as a whole)
+HEAD_REDRAWS = 8  # redraws of a refused line that keep its first character (see LineChecks)
+MAX_REDRAWS = 16  # refusals of one line after which it stays (and its group is judged as a whole)
 
 
 def default_batch_size(model, max_len: int, device: torch.device) -> int:
@@ -83,50 +84,94 @@ def _sample(scores: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
 
 
 class LineChecks:
-    """Checks each line a row completes with a `GroupGuard`, and says which rows to rewind.
+    """Checks each line a row writes with a `GroupGuard`, and says which rows to rewind.
 
-    Per row: the index of the token that ended its last kept line (-1: none yet), and how often its
-    current line was refused. A refused line is dropped and drawn again from the token after that
-    one; a line with no kept line before it (nothing to rewind to) or refused `MAX_REDRAWS` times stays.
+    A record line's order columns are checked as soon as they are written (the token holding the
+    `:` of the key after them), the whole line when its newline is drawn. A refused line is drawn
+    again from its first character on (the tokens up to it stay) for its first `HEAD_REDRAWS`
+    refusals: the model had chosen to write another record there rather than end the group, and
+    a redraw from the line's very start would let it end the group instead, so the groups of a
+    model that often errs would come out too short. Later redraws start at the line's start (the
+    group may end there); a line with no kept line before it (nothing to rewind to) or refused
+    `MAX_REDRAWS` times stays. Per row: the index of the token that ended its last kept line (-1:
+    none yet), how often its current line was refused, and whether its order columns await a check.
     """
 
-    def __init__(self, guard: GroupGuard, newline: torch.Tensor, decode: Callable[[list[int]], str], rows: int):
-        self.guard, self.newline, self.decode = guard, newline, decode
+    def __init__(self, guard: GroupGuard, marks: TokenMarks, decode: Callable[[list[int]], str], rows: int):
+        self.guard, self.marks, self.decode = guard, marks, decode
         self.ends, self.refusals = [-1] * rows, [0] * rows
+        self.pending = torch.ones(rows, dtype=torch.bool, device=marks.newline.device)
         self.redrawn = 0
 
     def refused(self, token: torch.Tensor, live: torch.Tensor, units: torch.Tensor, length: torch.Tensor):
-        """(row, tokens to keep) for each live row whose line, just ended by `token`, was refused."""
+        """(row, tokens to keep) for each live row whose line, as far as `token` took it, was refused."""
         out = []
-        for r in (live & self.newline[token]).nonzero().squeeze(1).tolist():
+        ending = live & self.marks.newline[token]
+        for r in (ending.logical_not() & live & self.pending & self.marks.colon[token]).nonzero().squeeze(1).tolist():
             start, n = self.ends[r], int(length[r])
-            pieces = self.decode(units[r, max(start, 0) : n].tolist()).split("\n")
-            lines = pieces[1:-1] if start >= 0 else pieces[:-1]  # pieces[0] ends the kept line
-            if all(self.guard.admit(r, line) for line in lines) or start < 0 or self.refusals[r] >= MAX_REDRAWS:
+            verdict = self.guard.in_order(r, self._text(units[r], start, n).rsplit("\n", 1)[-1]) if start >= 0 else True
+            if verdict is not None:
+                self.pending[r] = False
+                if not verdict and self.refusals[r] < MAX_REDRAWS:
+                    out.append(self._redraw(r, units[r], start, n))
+        for r in ending.nonzero().squeeze(1).tolist():
+            start, n = self.ends[r], int(length[r])
+            lines = self._text(units[r], start, n).split("\n")[1:-1]  # [0] ends the kept line (or is the first)
+            if start < 0 or self.refusals[r] >= MAX_REDRAWS or all(self.guard.admit(r, line) for line in lines):
                 self.ends[r], self.refusals[r] = n - 1, 0
+                self.pending[r] = True
             else:
-                self.refusals[r] += 1
-                self.redrawn += 1
-                out.append((r, start + 1))
+                out.append(self._redraw(r, units[r], start, n))
         return out
+
+    def _text(self, ids: torch.Tensor, start: int, n: int) -> str:
+        """The row's text from its last kept line's newline token on (from its start when none)."""
+        text = self.decode(ids[max(start, 0) : n].tolist())
+        return text if start >= 0 else "\n" + text
+
+    def _redraw(self, r: int, ids: torch.Tensor, start: int, n: int) -> tuple[int, int]:
+        self.refusals[r] += 1
+        self.redrawn += 1
+        self.pending[r] = True
+        return r, start + 1 + (self._head(ids.tolist(), start, n) if self.refusals[r] <= HEAD_REDRAWS else 0)
+
+    def _head(self, ids: list[int], start: int, n: int) -> int:
+        """How many tokens after the kept line's newline token (`ids[start]`) the next line's text begins."""
+        if self.decode(ids[start : start + 1]).rsplit("\n", 1)[-1]:
+            return 0  # the newline token itself starts the next line
+        return next(j for j in range(1, n - start) if self.decode(ids[start + 1 : start + 1 + j]).strip())
 
     def reset(self, rows: list[int]) -> None:
         for r in rows:
             self.ends[r], self.refusals[r] = -1, 0
+        self.pending[rows] = True
         self.guard.reset(rows)
 
     def keep(self, rows: list[int]) -> None:
         self.ends = [self.ends[r] for r in rows]
         self.refusals = [self.refusals[r] for r in rows]
+        self.pending = self.pending[rows]
         self.guard.keep(rows)
 
 
-def newline_tokens(tokenizer, vocab: int) -> torch.Tensor:
-    """[vocab] bool: the tokens whose text holds a newline (the ones that can end a line)."""
-    texts = tokenizer.batch_decode([[i] for i in range(min(vocab, len(tokenizer)))])
-    mask = torch.zeros(vocab, dtype=torch.bool)
-    mask[[i for i, text in enumerate(texts) if "\n" in text]] = True
-    return mask
+@dataclass
+class TokenMarks:
+    """[vocab] bool masks: the tokens whose text holds a newline (they can end a line), and a `:`
+    (they can end a JSON key)."""
+
+    newline: torch.Tensor
+    colon: torch.Tensor
+
+    @classmethod
+    def of(cls, tokenizer, vocab: int, device: torch.device) -> TokenMarks:
+        texts = tokenizer.batch_decode([[i] for i in range(min(vocab, len(tokenizer)))])
+
+        def holding(char: str) -> torch.Tensor:
+            mask = torch.zeros(vocab, dtype=torch.bool)
+            mask[[i for i, text in enumerate(texts) if char in text]] = True
+            return mask.to(device)
+
+        return cls(holding("\n"), holding(":"))
 
 
 @torch.inference_mode()
@@ -336,11 +381,11 @@ def generate_records(
     line_checks: list[LineChecks] = []  # one per sampling batch, for the redraw count
     checks_of = None
     if structured and grouped and cfg.backend == "engine":
-        newline = newline_tokens(tokenizer, model.get_output_embeddings().weight.shape[0]).to(device)
+        marks = TokenMarks.of(tokenizer, model.get_output_embeddings().weight.shape[0], device)
 
         def checks_of(rows: int) -> LineChecks:
             guard = GroupGuard(collector.validator, groups, rows)
-            line_checks.append(LineChecks(guard, newline, tokenizer.decode, rows))
+            line_checks.append(LineChecks(guard, marks, tokenizer.decode, rows))
             return line_checks[-1]
 
     def wanted(live: int) -> int:

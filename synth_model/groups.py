@@ -286,11 +286,12 @@ def check_group(
 
 
 class GroupGuard:
-    """Checks each record line of the groups being sampled as soon as its newline is drawn.
+    """Checks each record line of the groups being sampled: its order columns as soon as they are
+    written (`in_order`), the whole line when its newline is drawn (`admit`).
 
     A line that would sink its group in `check_group` (an invalid record, a group column that
     changes, a record out of order), unless a relaxation lets the group through, is refused, and
-    the sampler draws that record again from the start of its line: the group keeps the records
+    the sampler draws that record again (see generate.LineChecks): the group keeps the records
     before it instead of being lost whole. Without this, groups with more records are the ones
     more often out of order somewhere, so rejecting them would leave the groups too short.
     One state per batch row: the group's key and its last record.
@@ -300,6 +301,26 @@ class GroupGuard:
         self.validator, self.rules = validator, rules
         self.keys: list[tuple | None] = [None] * rows
         self.last: list[dict | None] = [None] * rows
+        # the key that follows the last order column in a record line: once it is written, the order
+        # columns are (see `in_order`); none when nothing follows them or order is not checked
+        names = validator.names
+        last_order = max((names.index(c) for c in rules.order_by if c in names), default=len(names) - 1)
+        checked = rules.order_by and not rules.fix_unordered_records and last_order < len(names) - 1
+        self.after_order = "," + json.dumps(names[last_order + 1], ensure_ascii=False) + ":" if checked else None
+
+    def in_order(self, row: int, text: str) -> bool | None:
+        """On a record line still being written: None until its order columns are complete, then
+        whether they follow the row's last record (the whole line is checked again by `admit`)."""
+        if self.after_order is None or self.last[row] is None:
+            return True
+        cut = text.find(self.after_order)
+        if cut < 0:
+            return None
+        try:
+            head = json.loads(text[:cut] + "}")
+        except ValueError:
+            return True  # left to `admit`
+        return _ordered([self.last[row], head], self.rules.order_by)
 
     def admit(self, row: int, line: str) -> bool:
         """Whether `line`, just completed in batch row `row`, may stay (its record becomes the row's last)."""

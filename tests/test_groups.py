@@ -117,6 +117,18 @@ def test_the_guard_refuses_each_line_that_would_sink_its_group_and_keeps_rows_ap
     assert relaxed.admit(0, "not json") and not relaxed.admit(0, line("ZZ88", 6))
 
 
+def test_the_guard_checks_the_order_columns_once_they_are_written():
+    guard = GroupGuard(RecordValidator(SCHEMA), rules(), rows=1)
+    assert guard.in_order(0, '{"id":"XY99","t":1') is True  # a group's first record has nothing to follow
+    assert guard.admit(0, line("XY99", 5))
+    assert guard.in_order(0, '{"id":"XY99","t":4') is None  # "t" may go on (45)
+    assert guard.in_order(0, '{"id":"XY99","t":4,"v":') is False
+    assert guard.in_order(0, '{"id":"XY99","t":45,"v":') is True
+    assert GroupGuard(RecordValidator(SCHEMA), rules(fix_unordered_records=True), 1).after_order is None
+    last_column = GroupGuard(RecordValidator(SCHEMA), GroupRules(["id"], ["v"]), 1)
+    assert last_column.after_order is None  # the line's end is the first point where "v" is complete
+
+
 def test_rules_take_the_relaxation_flags_from_the_generation_config():
     cfg = GenerationConfig(group_by_accept_no_delineator=True, group_by_fix_unordered_records=True)
     made = GroupRules.of(["id"], ["t"], [KeyFactory("id", "string", [("A9", 1)])], cfg)
