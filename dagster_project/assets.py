@@ -24,6 +24,7 @@ from warehouse.store import is_lock_error
 
 RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 GPU_POOL = "gpu"
+GROUP_STATS = ("valid_group_fraction", "group_rejections", "redrawn_records")  # generation metadata of event tables
 
 
 def key(step: str, table: str) -> dg.AssetKey:
@@ -168,7 +169,7 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
                 "valid_fraction": result["valid_fraction"],
                 "invalid_records": result["invalid_records"],
                 "rejection_reasons": result["rejections"],
-                **{k: result[k] for k in ("valid_group_fraction", "group_rejections") if k in result},
+                **{k: result[k] for k in GROUP_STATS if k in result},
                 "records_per_s": round(result["records_per_s"], 1),
                 "generated_tokens_per_s": round(result["tokens_per_s"]),
                 "seconds": round(result["seconds"], 1),

@@ -389,8 +389,16 @@ def generate_records(
             return line_checks[-1]
 
     def wanted(live: int) -> int:
-        """Units still to start: enough that the live ones plus these should reach the target."""
-        per_unit = collector.n_valid / collector.units if collector.units >= 32 else records_per_unit
+        """Units still to start: enough that the live ones plus these should reach the target.
+
+        Short units finish first, so early on the valid records per finished unit understate what
+        the running ones will yield (and too many would start); the training's records per unit
+        times the share of valid units is the floor of the estimate.
+        """
+        per_unit = records_per_unit
+        if collector.units >= 32:
+            valid_share = 1 - collector.invalid_units / collector.units
+            per_unit = max(collector.n_valid / collector.units, records_per_unit * valid_share)
         missing = target - collector.n_valid
         return 0 if missing <= 0 else max(0, math.ceil(missing / max(per_unit, 0.05)) - live)
 
@@ -437,7 +445,6 @@ def generate_records(
         "valid_fraction": collector.n_valid / max(collector.n_valid + n_invalid, 1),
         "rejections": dict(collector.reasons.most_common()),
         "truncated_units": collector.truncated,
-        "redrawn_records": sum(c.redrawn for c in line_checks),
         "structured": cfg.use_structured_generation,
         "backend": cfg.backend,
         "batch_size": batch_size,
@@ -453,6 +460,7 @@ def generate_records(
             "valid_groups": len(collector.valid_groups),
             "valid_group_fraction": len(collector.valid_groups) / max(collector.units, 1),
             "group_rejections": dict(collector.group_reasons.most_common()),
+            "redrawn_records": sum(c.redrawn for c in line_checks),
         }
     return GenerationResult(records_to_table(records, output_schema or schema), stats)
 

@@ -120,6 +120,9 @@ def test_materializations_carry_rich_metadata(project):
     raw = latest_metadata(instance, "synthetic_raw", "planes")
     assert 0.5 <= raw["valid_fraction"].value <= 1
     assert isinstance(raw["rejection_reasons"].value, dict)
+    assert "valid_group_fraction" not in raw and "redrawn_records" not in raw  # planes are not grouped
+    events = latest_metadata(instance, "synthetic_raw", "flights")
+    assert 0 < events["valid_group_fraction"].value <= 1 and events["redrawn_records"].value >= 0
     published = latest_metadata(instance, "synthetic", "planes")
     assert published["dagster/row_count"].value == wh.checksum("synthetic.planes")["rows"]
     assert "| year | type |" in published["preview"].value
