@@ -389,18 +389,7 @@ def generate_records(
             return line_checks[-1]
 
     def wanted(live: int) -> int:
-        """Units still to start: enough that the live ones plus these should reach the target.
-
-        Short units finish first, so early on the valid records per finished unit understate what
-        the running ones will yield (and too many would start); the training's records per unit
-        times the share of valid units is the floor of the estimate.
-        """
-        per_unit = records_per_unit
-        if collector.units >= 32:
-            valid_share = 1 - collector.invalid_units / collector.units
-            per_unit = max(collector.n_valid / collector.units, records_per_unit * valid_share)
-        missing = target - collector.n_valid
-        return 0 if missing <= 0 else max(0, math.ceil(missing / max(per_unit, 0.05)) - live)
+        return units_to_start(target - collector.n_valid, live, records_per_unit, collector)
 
     tokens, steps_with_output = 0, 0
     start = time.perf_counter()
@@ -463,6 +452,21 @@ def generate_records(
             "redrawn_records": sum(c.redrawn for c in line_checks),
         }
     return GenerationResult(records_to_table(records, output_schema or schema), stats)
+
+
+def units_to_start(missing: int, live: int, records_per_unit: float, collector: Collector) -> int:
+    """Units to start so that the `live` ones plus these should yield `missing` more valid records.
+
+    Short units finish first, so early on the valid records per finished unit understate what
+    the running ones will yield (and too many would start); the training's records per unit times
+    the share of valid units is the floor of the estimate. The running units that finish last are
+    the long ones, so whole groups still overshoot the target a little.
+    """
+    per_unit = records_per_unit
+    if collector.units >= 32:
+        valid_share = 1 - collector.invalid_units / collector.units
+        per_unit = max(collector.n_valid / collector.units, records_per_unit * valid_share)
+    return 0 if missing <= 0 else max(0, math.ceil(missing / max(per_unit, 0.05)) - live)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import pytest
 
 from synth_model.config import GenerationConfig
 from synth_model.errors import ContextFitError
+from synth_model.generate import Collector, units_to_start
 from synth_model.groups import (
     BEGIN,
     END,
@@ -127,6 +128,18 @@ def test_the_guard_checks_the_order_columns_once_they_are_written():
     assert GroupGuard(RecordValidator(SCHEMA), rules(fix_unordered_records=True), 1).after_order is None
     last_column = GroupGuard(RecordValidator(SCHEMA), GroupRules(["id"], ["v"]), 1)
     assert last_column.after_order is None  # the line's end is the first point where "v" is complete
+
+
+def test_groups_to_start_do_not_trust_the_short_groups_that_finish_first():
+    collector = Collector(RecordValidator(SCHEMA), rules(), units=40, invalid_units=4)
+    collector.records = [{}] * 48  # 40 groups finished first (the short ones): 1.2 records each
+    # 3 records per group in training, 90% valid: 2.7 per group, not 1.2, for the 152 still missing
+    assert units_to_start(152, live=20, records_per_unit=3.0, collector=collector) == 57 - 20
+    collector.records = [{}] * 160  # once groups yield more than that floor, their own rate counts
+    assert units_to_start(40, live=0, records_per_unit=3.0, collector=collector) == 10
+    assert units_to_start(0, live=0, records_per_unit=3.0, collector=collector) == 0
+    few = Collector(RecordValidator(SCHEMA), rules(), units=10)  # too few finished: the training's rate
+    assert units_to_start(30, live=4, records_per_unit=3.0, collector=few) == 6
 
 
 def test_rules_take_the_relaxation_flags_from_the_generation_config():
