@@ -116,30 +116,30 @@ class LineChecks:
                     out.append(self._redraw(r, units[r], start, n))
         for r in ending.nonzero().squeeze(1).tolist():
             start, n = self.ends[r], int(length[r])
-            lines = self._text(units[r], start, n).split("\n")[1:-1]  # [0] ends the kept line (or is the first)
-            if start < 0 or self.refusals[r] >= MAX_REDRAWS or all(self.guard.admit(r, line) for line in lines):
-                self.ends[r], self.refusals[r] = n - 1, 0
-                self.pending[r] = True
-            else:
-                out.append(self._redraw(r, units[r], start, n))
+            if start >= 0 and self.refusals[r] < MAX_REDRAWS:
+                lines = self._text(units[r], start, n).split("\n")[1:-1]  # [0] ends the kept line
+                if not all(self.guard.admit(r, line) for line in lines):
+                    out.append(self._redraw(r, units[r], start, n))
+                    continue
+            self.ends[r], self.refusals[r] = n - 1, 0
+            self.pending[r] = True
         return out
 
     def _text(self, ids: torch.Tensor, start: int, n: int) -> str:
-        """The row's text from its last kept line's newline token on (from its start when none)."""
-        text = self.decode(ids[max(start, 0) : n].tolist())
-        return text if start >= 0 else "\n" + text
+        """The row's text from its last kept line's newline token (`ids[start]`) on."""
+        return self.decode(ids[start:n].tolist())
 
     def _redraw(self, r: int, ids: torch.Tensor, start: int, n: int) -> tuple[int, int]:
         self.refusals[r] += 1
         self.redrawn += 1
         self.pending[r] = True
-        return r, start + 1 + (self._head(ids.tolist(), start, n) if self.refusals[r] <= HEAD_REDRAWS else 0)
+        return r, start + 1 + (self._head(ids[start:n].tolist()) if self.refusals[r] <= HEAD_REDRAWS else 0)
 
-    def _head(self, ids: list[int], start: int, n: int) -> int:
-        """How many tokens after the kept line's newline token (`ids[start]`) the next line's text begins."""
-        if self.decode(ids[start : start + 1]).rsplit("\n", 1)[-1]:
+    def _head(self, ids: list[int]) -> int:
+        """How many tokens after the kept line's newline token (`ids[0]`) the next line's text begins."""
+        if self.decode(ids[:1]).rsplit("\n", 1)[-1]:
             return 0  # the newline token itself starts the next line
-        return next(j for j in range(1, n - start) if self.decode(ids[start + 1 : start + 1 + j]).strip())
+        return next(j for j in range(1, len(ids)) if self.decode(ids[1 : 1 + j]).strip())
 
     def reset(self, rows: list[int]) -> None:
         for r in rows:

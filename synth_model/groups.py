@@ -326,8 +326,6 @@ class GroupGuard:
         """Whether `line`, just completed in batch row `row`, may stay (its record becomes the row's last)."""
         text = line.strip()
         if text in (BEGIN, END) or not text:
-            if text == BEGIN:
-                self.reset([row])
             return True
         record, _ = self.validator.check(line)
         if record is None:
