@@ -6,8 +6,10 @@ For each dataset and run: fit (the default config merged with the dataset's entr
 generate as many rows as the training set has, and measure fit wall time, training tokens/s,
 generation valid records/s, valid fraction and peak memory; then compare the synthetic rows with
 the real training rows (the input minus the synthesizer's holdout, split here with the same
-holdout config and checked against the synthesizer's own holdout), beside two baselines from the
-same run: the real holdout rows (the ceiling) and a column-by-column marginal sample (the floor).
+holdout config and checked against the synthesizer's own holdout), beside three tables from the
+same run: free sampling (the same fit and seed without structured generation: what the grammar
+costs and gives), the real holdout rows (the ceiling) and a column-by-column marginal sample (the
+floor).
 The fidelity measures are in `benchmarks/fidelity.py`.
 
 With --runs N > 1, run i uses seed S + i (holdout split, training and generation) and medians are
@@ -102,14 +104,20 @@ DATASETS = {
     ),
 }
 
-VARIANTS = ("synthetic", "holdout", "floor")
-HEADINGS = {"synthetic": "synthetic", "holdout": "holdout (ceiling)", "floor": "marginals (floor)"}
+VARIANTS = ("synthetic", "free", "holdout", "floor")
+HEADINGS = {
+    "synthetic": "synthetic (structured)",
+    "free": "free sampling",
+    "holdout": "holdout (ceiling)",
+    "floor": "marginals (floor)",
+}
+SAMPLED = ("synthetic", "free")
 # (label, key, format, variants shown)
 ROWS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("fit wall time (s)", "fit_seconds", "{:,.1f}", ("synthetic",)),
     ("training tokens/s", "train_tokens_per_s", "{:,.0f}", ("synthetic",)),
-    ("generation valid records/s", "gen_records_per_s", "{:,.1f}", ("synthetic",)),
-    ("valid fraction", "valid_fraction", "{:.3f}", ("synthetic",)),
+    ("generation valid records/s", "gen_records_per_s", "{:,.1f}", SAMPLED),
+    ("valid fraction", "valid_fraction", "{:.3f}", SAMPLED),
     ("peak RSS of the process (MiB)", "peak_rss_mib", "{:,.0f}", ("synthetic",)),
     ("peak GPU memory allocated (MiB)", "peak_gpu_mib", "{:,.0f}", ("synthetic",)),
     ("rows compared with the training rows", "rows", "{:,.0f}", VARIANTS),
@@ -119,8 +127,8 @@ ROWS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("quality score, at holdout size", "quality_overall_at_n", "{:.3f}", VARIANTS),
     ("column shapes, at holdout size", "column_shapes_at_n", "{:.3f}", VARIANTS),
     ("column pair trends, at holdout size", "pair_trends_at_n", "{:.3f}", VARIANTS),
-    ("pair trends gap closed", "pair_trends_gap_closed", "{:.2f}", ("synthetic",)),
-    ("pair trends gap closed, at holdout size", "pair_trends_gap_closed_at_n", "{:.2f}", ("synthetic",)),
+    ("pair trends gap closed", "pair_trends_gap_closed", "{:.2f}", SAMPLED),
+    ("pair trends gap closed, at holdout size", "pair_trends_gap_closed_at_n", "{:.2f}", SAMPLED),
     ("detection ROC AUC vs training rows (0.5 best)", "detection_auc", "{:.3f}", VARIANTS),
     ("detection ROC AUC, floats at the learned decimals", "detection_auc_rounded", "{:.3f}", VARIANTS),
     ("share of rows copied from the training rows", "copy_share", "{:.3f}", VARIANTS),
@@ -165,7 +173,7 @@ def log(message: str) -> None:
 
 # ---------------------------------------------------------------- one run
 def run_once(name: str, dataset: Dataset, table: pa.Table, seed: int, quick: bool) -> dict:
-    """Fit, generate and measure once; returns {"engine": ..., "synthetic"/"holdout"/"floor": ...}."""
+    """Fit, generate and measure once; returns {"engine": ..., and one entry per VARIANTS}."""
     config = merge(CONFIGS.get(name, {}), QUICK_CONFIG if quick else {})
     config = merge(config, {"data": {"random_state": seed}, "generation": {"seed": seed}})
     # The same split the synthesizer makes (same table, same holdout config); checked after the fit.
@@ -181,9 +189,14 @@ def run_once(name: str, dataset: Dataset, table: pa.Table, seed: int, quick: boo
     if not synth.holdout.equals(holdout):
         raise RuntimeError("the synthesizer's holdout differs from the split made here")
     n_rows = min(train_rows.num_rows, QUICK_MAX_ROWS) if quick else train_rows.num_rows
-    log(f"{name}: fitted in {fit_seconds:.1f}s; generating {n_rows} rows")
-    result = synth.generate_with_stats(n_rows)
-    synthetic = result.table
+    log(f"{name}: fitted in {fit_seconds:.1f}s; generating {n_rows} rows, with and without the grammar")
+    sampled = {}
+    # alternate which sampler goes first, so neither always runs on a warmer (or busier) machine
+    for structured in (True, False) if seed % 2 == 0 else (False, True):
+        synth.config.generation.use_structured_generation = structured
+        sampled["synthetic" if structured else "free"] = synth.generate_with_stats(n_rows)
+    synth.config.generation.use_structured_generation = True
+    result = sampled["synthetic"]
     engine = {
         "fit_seconds": fit_seconds,
         "train_tokens_per_s": synth.metrics["tokens_per_s"],
@@ -205,9 +218,9 @@ def run_once(name: str, dataset: Dataset, table: pa.Table, seed: int, quick: boo
     if cuda:
         torch.cuda.empty_cache()
 
-    log(f"{name}: {synthetic.num_rows} rows generated; measuring fidelity")
-    floor = fid.marginal_sample(train_rows, synthetic.num_rows, seed)
-    tables = {"synthetic": synthetic, "holdout": holdout, "floor": floor}
+    log(f"{name}: {result.table.num_rows} rows generated; measuring fidelity")
+    floor = fid.marginal_sample(train_rows, result.table.num_rows, seed)
+    tables = {**{k: r.table for k, r in sampled.items()}, "holdout": holdout, "floor": floor}
     if holdout.num_rows == 0:  # data.holdout 0: no ceiling and nothing to test utility on
         del tables["holdout"]
     draws = MATCHED_DRAWS[quick]
@@ -231,13 +244,18 @@ def run_once(name: str, dataset: Dataset, table: pa.Table, seed: int, quick: boo
             learn_from = train_rows if variant == "holdout" else other
             scores.update(fid.utility(learn_from, holdout, dataset.target, seed, task))
         out[variant] = scores
-    syn, ceiling, floor_scores = out["synthetic"], out.get("holdout", {}), out["floor"]
-    for suffix in ("", "_at_n"):
-        key = "pair_trends" + suffix
-        syn["pair_trends_gap_closed" + suffix] = fid.gap_closed(
-            syn.get(key, math.nan), floor_scores.get(key, math.nan), ceiling.get(key, math.nan)
-        )
-    syn.update({k: v for k, v in engine.items() if k != "config"})
+    ceiling, floor_scores = out.get("holdout", {}), out["floor"]
+    for variant in SAMPLED:
+        for suffix in ("", "_at_n"):
+            key = "pair_trends" + suffix
+            out[variant]["pair_trends_gap_closed" + suffix] = fid.gap_closed(
+                out[variant].get(key, math.nan), floor_scores.get(key, math.nan), ceiling.get(key, math.nan)
+            )
+    out["synthetic"].update({k: v for k, v in engine.items() if k != "config"})
+    free = sampled["free"].stats
+    out["free"].update(
+        gen_records_per_s=free["records_per_s"], gen_seconds=free["seconds"], valid_fraction=free["valid_fraction"]
+    )
     return out
 
 
@@ -290,8 +308,11 @@ def describe(results: dict) -> str:
 
 NOTES = """\
 Definitions. Every comparison is against the real *training* rows (the input minus the synthesizer's
-holdout; split sizes above). *Holdout (ceiling)*: the real held-out rows in place of the synthetic rows (its
-train-on-X model learns from the real training rows). *Marginals (floor)*: as many rows as were
+holdout; split sizes above). *Synthetic (structured)*: the engine's default, structured generation.
+*Free sampling*: the same fitted model and seed with `generation.use_structured_generation: false`
+(invalid records are drawn, then filtered out); the two samplers alternate which goes first.
+*Holdout (ceiling)*: the real held-out rows in place of the synthetic rows (its train-on-X model
+learns from the real training rows). *Marginals (floor)*: as many rows as were
 generated, each column drawn independently from the training rows. Quality scores: SDMetrics 0.32
 single-table QualityReport; its Column Pair Trends averages only the pairs whose real absolute
 correlation exceeds 0.5 or Cramér's V exceeds 0.3 (counted per dataset above). Smaller samples score
