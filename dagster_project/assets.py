@@ -24,7 +24,8 @@ from warehouse.store import is_lock_error
 
 RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 GPU_POOL = "gpu"
-GROUP_STATS = ("valid_group_fraction", "group_rejections", "redrawn_records")  # generation metadata of event tables
+# generation metadata of event tables
+GROUP_STATS = ("valid_group_fraction", "group_rejections", "redrawn_records", "surplus_groups")
 
 
 def key(step: str, table: str) -> dg.AssetKey:

@@ -25,7 +25,15 @@ from synth_model.config import GenerationConfig
 from synth_model.decoder import kv_shape, make_decoder, matmul_dtype, merged
 from synth_model.errors import GenerationError
 from synth_model.grammar import Constraint, unit_grammar
-from synth_model.groups import GroupGuard, GroupRules, KeyFactory, assign_keys, check_group, split_groups
+from synth_model.groups import (
+    GroupGuard,
+    GroupRules,
+    KeyFactory,
+    assign_keys,
+    check_group,
+    pick_groups,
+    split_groups,
+)
 from synth_model.records import records_to_table, sequence_len
 from synth_model.schema import TableSchema
 from synth_model.validate import RecordValidator
@@ -424,8 +432,10 @@ def generate_records(
     if groups is None:
         records = collector.records[:target]
     else:
-        assign_keys(collector.valid_groups, keys or [], random.Random(seed))
-        records = [r for g in collector.valid_groups for r in g]
+        rng = random.Random(seed)
+        picked = pick_groups(collector.valid_groups, target, rng)
+        assign_keys(picked, keys or [], rng)
+        records = [r for g in picked for r in g]
     n_invalid = sum(collector.reasons.values())
     stats = {
         "num_records": target,
@@ -448,6 +458,7 @@ def generate_records(
             "groups": collector.units,
             "valid_groups": len(collector.valid_groups),
             "valid_group_fraction": len(collector.valid_groups) / max(collector.units, 1),
+            "surplus_groups": len(collector.valid_groups) - len(picked),
             "group_rejections": dict(collector.group_reasons.most_common()),
             "redrawn_records": sum(c.redrawn for c in line_checks),
         }

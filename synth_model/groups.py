@@ -349,6 +349,22 @@ class GroupGuard:
         self.last = [self.last[r] for r in rows]
 
 
+def pick_groups(groups: list[list[dict]], target: int, rng: random.Random) -> list[list[dict]]:
+    """Whole groups in random order until they hold `target` records (all of them when they hold fewer).
+
+    The sampler starts groups by an estimate and finishes every group it started, so it ends with
+    more records than asked for. A random pick, not the first to finish (the short ones), keeps
+    the group lengths' distribution; the result passes the target by less than one group.
+    """
+    picked, count = [], 0
+    for i in rng.sample(range(len(groups)), len(groups)):
+        if count >= target:
+            break
+        picked.append(groups[i])
+        count += len(groups[i])
+    return picked
+
+
 def assign_keys(groups: list[list[dict]], factories: list[KeyFactory], rng: random.Random) -> None:
     """Give each group fresh key values (in place), the same for all of its records."""
     for factory in factories:

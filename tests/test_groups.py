@@ -18,6 +18,7 @@ from synth_model.groups import (
     assign_keys,
     cap_groups,
     check_group,
+    pick_groups,
     split_groups,
 )
 from synth_model.records import Unit, check_fit
@@ -140,6 +141,19 @@ def test_groups_to_start_do_not_trust_the_short_groups_that_finish_first():
     assert units_to_start(0, live=0, records_per_unit=3.0, collector=collector) == 0
     few = Collector(RecordValidator(SCHEMA), rules(), units=10)  # too few finished: the training's rate
     assert units_to_start(30, live=4, records_per_unit=3.0, collector=few) == 6
+
+
+def test_the_surplus_of_finished_groups_is_left_out_at_random():
+    # as sampled: the short groups finish first, the long ones last
+    finished = [[{"g": i}] * (1 + i // 20) for i in range(100)]  # 20 groups each of 1..5 records
+    picked = pick_groups(finished, 120, random.Random(0))
+    count = sum(map(len, picked))
+    assert 120 <= count < 120 + len(picked[-1])  # just past the target: one group less would miss it
+    assert all(any(g is f for f in finished) for g in picked) and len({id(g) for g in picked}) == len(picked)
+    # a random pick, not the first finished: about the mean length of all groups (3), not the shortest (1)
+    assert 2.4 < count / len(picked) < 3.6
+    assert pick_groups(finished, 120, random.Random(0)) == picked  # seeded
+    assert sum(map(len, pick_groups(finished, 10**6, random.Random(1)))) == sum(map(len, finished))
 
 
 def test_rules_take_the_relaxation_flags_from_the_generation_config():
