@@ -93,6 +93,7 @@ def run_once(table: pa.Table, seed: int, records: int, num_records: int) -> dict
             "valid_group_fraction": s["valid_group_fraction"],
             "valid_fraction": s["valid_fraction"],
             "records_per_s": s["records_per_s"],
+            "surplus_groups": s["surplus_groups"],
             "group_rejections": s["group_rejections"],
             **headline(sequence_stats(train_rows, result.table, GROUP, ORDER)),
         }
@@ -128,7 +129,8 @@ def table_text(results: dict) -> str:
         "|---|---|---|---|",
         f"| valid group fraction | {cells('valid_group_fraction', 3)} | |",
         f"| valid record fraction | {cells('valid_fraction', 3)} | |",
-        f"| valid records/s | {cells('records_per_s', 1)} | |",
+        f"| valid records/s (records in the table per second) | {cells('records_per_s', 1)} | |",
+        f"| valid groups left out (past num_records) | {cells('surplus_groups', 0)} | |",
         f"| fit seconds (training tokens/s) | {median_of(runs, 'fit_seconds'):.0f} "
         f"({median_of(runs, 'tokens_per_s'):.0f}) | | |",
         f"| records per group, mean (real training: {median_of(runs, 'real_records_per_group_mean'):.2f}) | "
