@@ -364,10 +364,11 @@ def generate_records(
     keys: list[KeyFactory] | None = None,
     output_schema: TableSchema | None = None,
 ) -> GenerationResult:
-    """Sample until `num_records` valid records exist (whole groups when grouped); raise
-    GenerationError when the model keeps failing. `schema` holds the modelled columns; the output
-    has `output_schema`'s (default: the same), entity keys filled in by `keys`. With structured
-    generation a group holds at most `max_group_records` (the largest training group)."""
+    """Sample until `num_records` valid records exist (whole groups when grouped: a random pick of
+    them, `pick_groups`, holds `num_records`); raise GenerationError when the model keeps failing.
+    `schema` holds the modelled columns; the output has `output_schema`'s (default: the same),
+    entity keys filled in by `keys`. With structured generation a group holds at most
+    `max_group_records` (the largest training group)."""
     target = num_records or cfg.num_records
     if cfg.backend == "engine":  # vLLM takes a LoRA model as base + adapter
         model = merged(model)  # once per call, not once per batch
@@ -471,7 +472,7 @@ def units_to_start(missing: int, live: int, records_per_unit: float, collector: 
     Short units finish first, so early on the valid records per finished unit understate what
     the running ones will yield (and too many would start); the training's records per unit times
     the share of valid units is the floor of the estimate. The running units that finish last are
-    the long ones, so whole groups still overshoot the target a little.
+    the long ones, so more records than missing come back (`pick_groups` leaves the surplus out).
     """
     per_unit = records_per_unit
     if collector.units >= 32:
