@@ -428,7 +428,8 @@ def generate_records(
             bar.update(min(collector.n_valid, target) - bar.n)
             if progress and steps_with_output % 20 == 0:
                 elapsed = time.perf_counter() - start
-                progress({"valid": collector.n_valid, "target": target, "records_per_s": collector.n_valid / elapsed})
+                valid = min(collector.n_valid, target)  # past it: the running groups finish, for the pick
+                progress({"valid": valid, "target": target, "records_per_s": collector.n_valid / elapsed})
     seconds = time.perf_counter() - start
     if groups is None:
         records = collector.records[:target]
