@@ -425,11 +425,11 @@ def generate_records(
             seen, valid = collector.add(split_units(finished, tokenizer))
             rules.check(seen, valid, collector)
             steps_with_output += 1
-            bar.update(min(collector.n_valid, target) - bar.n)
+            done = min(collector.n_valid, target)  # past it: the running groups finish, for the pick
+            bar.update(done - bar.n)
             if progress and steps_with_output % 20 == 0:
                 elapsed = time.perf_counter() - start
-                valid = min(collector.n_valid, target)  # past it: the running groups finish, for the pick
-                progress({"valid": valid, "target": target, "records_per_s": collector.n_valid / elapsed})
+                progress({"valid": done, "target": target, "records_per_s": collector.n_valid / elapsed})
     seconds = time.perf_counter() - start
     if groups is None:
         records = collector.records[:target]

@@ -357,11 +357,11 @@ def pick_groups(groups: list[list[dict]], target: int, rng: random.Random) -> li
     the group lengths' distribution; the result passes the target by less than one group.
     """
     picked, count = [], 0
-    for i in rng.sample(range(len(groups)), len(groups)):
+    for group in rng.sample(groups, len(groups)):
         if count >= target:
             break
-        picked.append(groups[i])
-        count += len(groups[i])
+        picked.append(group)
+        count += len(group)
     return picked
 
 
