@@ -93,7 +93,7 @@ class GenerationConfig(_Section):
     patience: int = Field(3, ge=1)
     invalid_fraction_threshold: float = Field(0.8, gt=0, le=1)
     use_structured_generation: bool = Field(True, description="grammar-constrained sampling: only well-formed records")
-    batch_size: int | Auto = "auto"
+    batch_size: CountOrAuto = "auto"
     backend: Literal["engine", "vllm"] = Field(
         "engine", description="engine (CPU or GPU, this package's sampler) or vllm (GPU, the `vllm` extra)"
     )

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from synth_model.config import GenerationConfig
 from synth_model.decoder import kv_shape, make_decoder, matmul_dtype, merged
-from synth_model.errors import GenerationError
+from synth_model.errors import ConfigError, GenerationError
 from synth_model.grammar import Constraint, unit_grammar
 from synth_model.groups import (
     GroupGuard,
@@ -369,7 +369,9 @@ def generate_records(
     `schema` holds the modelled columns; the output has `output_schema`'s (default: the same),
     entity keys filled in by `keys`. With structured generation a group holds at most
     `max_group_records` (the largest training group)."""
-    target = num_records or cfg.num_records
+    target = cfg.num_records if num_records is None else num_records
+    if target < 1:
+        raise ConfigError(f"num_records must be at least 1, got {target}: ask for one or more records")
     if cfg.backend == "engine":  # vLLM takes a LoRA model as base + adapter
         model = merged(model)  # once per call, not once per batch
     device = next(model.parameters()).device

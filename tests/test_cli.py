@@ -113,6 +113,16 @@ def test_errors_are_one_line_and_write_nothing(argv, message, csv_input, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_generate_refuses_no_records_and_keeps_the_earlier_output(fitted_credit, tmp_path, capsys):
+    _, model_dir = fitted_credit
+    out = tmp_path / "synthetic.parquet"
+    out.write_bytes(b"earlier output")
+    assert main(["generate", str(model_dir), "--num-records", "0", "--output", str(out)]) == 2
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and "num_records must be at least 1, got 0" in errors[0]
+    assert out.read_bytes() == b"earlier output"
+
+
 def test_evaluate_writes_report_and_json(fitted_credit, credit, tmp_path, capsys):
     _, model_dir = fitted_credit
     real, synthetic = tmp_path / "real.parquet", tmp_path / "synthetic.parquet"

@@ -36,6 +36,7 @@ def test_unknown_key_is_named():
         ("training", "num_input_records_to_sample", -1),
         ("generation", "temperature", "hot"),
         ("generation", "precision", "float16"),
+        ("generation", "batch_size", 0),
     ],
 )
 def test_out_of_range_values_name_the_key(section, key, value):
