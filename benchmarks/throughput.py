@@ -4,12 +4,14 @@
 
 Measures, in the same process: the float32 matmul peak (a 2048^3 GEMM, median of 20), and the
 bfloat16 one where the CPU has bf16 instructions; training tokens/s and model FLOPs utilisation
-over the float32 peak (see `flops_per_token`); generation for four samplers, each run `--runs`
+over the float32 peak (see `flops_per_token`); generation for five samplers, each run `--runs`
 times interleaved, medians quoted: a plain `model.generate` loop (HF, batched, sampling, rows wait
-for the slowest), this engine without the grammar, with it (structured generation), and with it in
-float32 matmuls. Generation tokens/s is put against the compute bound of the precision the
-sampler ran in (that peak / (2 x parameters)). The tiny default model is fitted on credit_data
-(14 columns); the SmolLM2-135M LoRA path on a small slice (CPU is slow for it; skip with
+for the slowest, one process on every core), this engine without the grammar, with it (structured
+generation), with it in one process (`generation.workers: 1`; auto samples in one single-thread
+process per core, see synth_model/workers.py), and with it in float32 matmuls. Generation
+tokens/s is put against the compute bound of the precision the sampler ran in (that peak /
+(2 x parameters)). The tiny default model is fitted on credit_data (14 columns); the SmolLM2-135M
+LoRA path on a small slice (CPU is slow for it; skip with
 --smollm-records 0). Prints a table, writes `benchmarks/results/throughput.json` and the section
 between the throughput markers in `benchmarks/README.md`.
 """
@@ -36,7 +38,13 @@ from synth_model.validate import RecordValidator  # noqa: E402
 from warehouse.demo_data import fetch  # noqa: E402
 
 RESULTS = HERE / "results" / "throughput.json"
-SAMPLERS = ("plain model.generate", "engine, free", "engine, structured", "engine, structured, float32")
+SAMPLERS = (
+    "plain model.generate",
+    "engine, free",
+    "engine, structured",
+    "engine, structured, 1 process",
+    "engine, structured, float32",
+)
 
 
 def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 20) -> float:
@@ -103,16 +111,20 @@ def plain_generate(synth: Synthesizer, records: int, seed: int) -> dict:
         "records_per_s": valid / seconds,
         "valid_fraction": valid / seen,
         "tokens_per_s": tokens / seconds,
+        "workers": 1,
         "precision": str(model.dtype).removeprefix("torch."),
     }
 
 
-def engine_generate(synth: Synthesizer, records: int, seed: int, structured: bool, precision: str = "auto") -> dict:
+def engine_generate(
+    synth: Synthesizer, records: int, seed: int, structured: bool, precision: str = "auto", workers: int | str = "auto"
+) -> dict:
     generation = synth.config.generation
-    generation.use_structured_generation, generation.seed, generation.precision = structured, seed, precision
+    generation.use_structured_generation, generation.seed = structured, seed
+    generation.precision, generation.workers = precision, workers
     stats = synth.generate_with_stats(records).stats
-    generation.precision = "auto"
-    return {k: stats[k] for k in ("records_per_s", "valid_fraction", "tokens_per_s", "precision")}
+    generation.precision, generation.workers = "auto", "auto"
+    return {k: stats[k] for k in ("records_per_s", "valid_fraction", "tokens_per_s", "workers", "precision")}
 
 
 def measure(name: str, synth: Synthesizer, records: int, runs: int, peaks: dict[str, float], real) -> dict:
@@ -134,7 +146,8 @@ def measure(name: str, synth: Synthesizer, records: int, runs: int, peaks: dict[
         samples[SAMPLERS[0]].append(plain_generate(synth, records, run))
         samples[SAMPLERS[1]].append(engine_generate(synth, records, run, structured=False))
         samples[SAMPLERS[2]].append(engine_generate(synth, records, run, structured=True))
-        samples[SAMPLERS[3]].append(engine_generate(synth, records, run, structured=True, precision="float32"))
+        samples[SAMPLERS[3]].append(engine_generate(synth, records, run, structured=True, workers=1))
+        samples[SAMPLERS[4]].append(engine_generate(synth, records, run, structured=True, precision="float32"))
         print(f"{name}: run {run + 1}/{runs} done", flush=True)
     for sampler, rows in samples.items():
         numbers = [k for k in rows[0] if k != "precision"]
@@ -162,16 +175,16 @@ def fit(config: dict, table) -> Synthesizer:
 
 def table_rows(results: list[dict]) -> list[str]:
     lines = [
-        "| model | sampler | matmuls | valid records/s | valid fraction | tokens/s | x plain (valid records/s) "
-        "| share of compute bound (same precision) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | sampler | processes | matmuls | valid records/s | valid fraction | tokens/s "
+        "| x plain (valid records/s) | share of compute bound (same precision) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for sampler in SAMPLERS:
             s = r[sampler]
             ratio = f"{s['valid_records_per_s_vs_plain']:.2f}" if "valid_records_per_s_vs_plain" in s else "1"
             lines.append(
-                f"| {r['model']} | {sampler} | {s['precision']} | {s['records_per_s']:.1f} | "
+                f"| {r['model']} | {sampler} | {s['workers']:.0f} | {s['precision']} | {s['records_per_s']:.1f} | "
                 f"{s['valid_fraction']:.3f} | {s['tokens_per_s']:,.0f} | {ratio} | {s['share_of_compute_bound']:.2f} |"
             )
     return lines

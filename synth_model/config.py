@@ -94,6 +94,9 @@ class GenerationConfig(_Section):
     invalid_fraction_threshold: float = Field(0.8, gt=0, le=1)
     use_structured_generation: bool = Field(True, description="grammar-constrained sampling: only well-formed records")
     batch_size: CountOrAuto = "auto"
+    workers: CountOrAuto = Field(
+        "auto", description="sampling processes on a CPU, one thread each; auto: one per core, >= 250 records each"
+    )
     backend: Literal["engine", "vllm"] = Field(
         "engine", description="engine (CPU or GPU, this package's sampler) or vllm (GPU, the `vllm` extra)"
     )

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import pyarrow as pa
 import torch
@@ -38,6 +39,7 @@ from synth_model.records import records_to_table, sequence_len
 from synth_model.schema import TableSchema
 from synth_model.validate import RecordValidator
 from synth_model.vllm_sampler import vllm_dtype, vllm_units
+from synth_model.workers import run_forked, seeds, split_target, worker_count
 
 ProgressFn = Callable[[dict], None]
 Finished = tuple[list[int], bool]  # a unit's token ids, and whether it ended (False: cut at the length cap)
@@ -52,18 +54,19 @@ class GenerationResult:
 CACHE_BUDGET = 2 * 2**30  # bytes of key/value cache an "auto" sampling batch may take
 HEAD_REDRAWS = 8  # redraws of a refused line that keep its first character (see LineChecks)
 MAX_REDRAWS = 16  # refusals of one line after which it stays (and its group is judged as a whole)
+PROGRESS_EVERY_S = 0.5  # the progress callback, at most this often
 
 
-def default_batch_size(model, max_len: int, device: torch.device) -> int:
+def default_batch_size(model, max_len: int, device: torch.device, workers: int = 1) -> int:
     """`generation.batch_size: auto`: 1024 rows on CUDA, 512 on CPU (of 128-1024, the fastest for
     1,000 records of the tiny model on 2 cores), fewer where their key/value cache of `max_len`
-    positions would pass `CACHE_BUDGET` (a large model with long records). Counted at the model's
-    dtype: an upper bound where the cache is kept in bfloat16."""
+    positions would pass `CACHE_BUDGET` (a large model with long records), shared by `workers`
+    processes. Counted at the model's dtype: an upper bound where the cache is kept in bfloat16."""
     kv_heads, head_dim = kv_shape(model.config)
     per_row = (
         2 * model.config.num_hidden_layers * kv_heads * head_dim * max_len * next(model.parameters()).element_size()
     )
-    return max(1, min(1024 if device.type == "cuda" else 512, CACHE_BUDGET // per_row))
+    return max(1, min(1024 if device.type == "cuda" else 512, CACHE_BUDGET // (per_row * workers)))
 
 
 def _filter_logits(logits: torch.Tensor, seen: torch.Tensor | None, cfg: GenerationConfig) -> torch.Tensor:
@@ -312,6 +315,24 @@ class Collector:
     def n_valid(self) -> int:
         return len(self.records)
 
+    def __getstate__(self) -> dict:
+        """A worker's collector goes back without its validator and rules (closures; the parent has them)."""
+        return self.__dict__ | {"validator": None, "groups": None}
+
+    @staticmethod
+    def merge(parts: list[Collector]) -> Collector:
+        """The collectors of a request's shares as one (the first, extended), records in the order of the shares."""
+        whole = parts[0]
+        for part in parts[1:]:
+            whole.records += part.records
+            whole.valid_groups += part.valid_groups
+            whole.reasons += part.reasons
+            whole.group_reasons += part.group_reasons
+            whole.units += part.units
+            whole.invalid_units += part.invalid_units
+            whole.truncated += part.truncated
+        return whole
+
     def add(self, sequences: list[tuple[list[str], bool]]) -> tuple[int, int]:
         """Validate one batch; returns (units seen, valid units) for the stop rules."""
         seen, valid = 0, 0
@@ -368,70 +389,56 @@ def generate_records(
     them, `pick_groups`, holds `num_records`); raise GenerationError when the model keeps failing.
     `schema` holds the modelled columns; the output has `output_schema`'s (default: the same),
     entity keys filled in by `keys`. With structured generation a group holds at most
-    `max_group_records` (the largest training group)."""
+    `max_group_records` (the largest training group). On a CPU the request is split between
+    `generation.workers` forked processes (see workers.py)."""
     target = cfg.num_records if num_records is None else num_records
     if target < 1:
         raise ConfigError(f"num_records must be at least 1, got {target}: ask for one or more records")
     if cfg.backend == "engine":  # vLLM takes a LoRA model as base + adapter
         model = merged(model)  # once per call, not once per batch
     device = next(model.parameters()).device
+    workers = worker_count(cfg.workers, device, cfg.backend, target, records_per_unit)
     max_len = sequence_len(len(prompt_ids), max_unit_tokens)
     batch_size = default_batch_size(model, max_len, device) if cfg.batch_size == "auto" else cfg.batch_size
+    if workers > 1:  # each worker has its own cache: together they keep to the budget
+        batch_size = min(batch_size, default_batch_size(model, max_len, device, workers))
     dtype = getattr(torch, vllm_dtype(cfg)) if cfg.backend == "vllm" else matmul_dtype(cfg.precision, model)
-    generator = torch.Generator(device=device)
     seed = cfg.seed if cfg.seed is not None else int(torch.seed() % 2**31)
-    generator.manual_seed(seed)
-    collector = Collector(RecordValidator(schema), groups)
-    rules = StopRules(cfg, "groups" if groups else "records", min(batch_size, max(32, target)))
-    eos_id = tokenizer.eos_token_id
-    structured = cfg.use_structured_generation
-    grouped = groups is not None
-    constraint_of = (
-        (lambda rows: Constraint(tokenizer, schema, grouped, rows, max_group_records)) if structured else None
+    sampling = Sampling(
+        model,
+        tokenizer,
+        schema,
+        prompt_ids,
+        max_unit_tokens,
+        cfg,
+        batch_size,
+        dtype,
+        records_per_unit,
+        max_group_records,
+        groups,
     )
-    line_checks: list[LineChecks] = []  # one per sampling batch, for the redraw count
-    checks_of = None
-    if structured and grouped and cfg.backend == "engine":
-        marks = TokenMarks.of(tokenizer, model.get_output_embeddings().weight.shape[0], device)
 
-        def checks_of(rows: int) -> LineChecks:
-            guard = GroupGuard(collector.validator, groups, rows)
-            line_checks.append(LineChecks(guard, marks, tokenizer.decode, rows))
-            return line_checks[-1]
-
-    def wanted(live: int) -> int:
-        return units_to_start(target - collector.n_valid, live, records_per_unit, collector)
-
-    tokens, steps_with_output = 0, 0
-    start = time.perf_counter()
+    start, last_progress = time.perf_counter(), 0.0
     with tqdm(total=target, unit="rec", desc="generate", mininterval=1.0) as bar:
-        if cfg.backend == "vllm":
-            grammar = unit_grammar(schema, grouped, max_group_records) if structured else None
-            rounds = vllm_units(model, tokenizer, prompt_ids, max_unit_tokens, eos_id, cfg, seed, wanted, grammar)
-        else:
-            rounds = sample_units(
-                model,
-                prompt_ids,
-                batch_size,
-                max_unit_tokens,
-                eos_id,
-                cfg,
-                generator,
-                wanted,
-                constraint_of,
-                dtype,
-                checks_of,
-            )
-        for finished in rounds:
-            tokens += sum(len(ids) for ids, _ in finished)
-            seen, valid = collector.add(split_units(finished, tokenizer))
-            rules.check(seen, valid, collector)
-            steps_with_output += 1
-            done = min(collector.n_valid, target)  # past it: the running groups finish, for the pick
+
+        def report(valid: int) -> None:
+            nonlocal last_progress
+            done = min(valid, target)  # past it: the running groups finish, for the pick
+            reached = done == target > bar.n
             bar.update(done - bar.n)
-            if progress and steps_with_output % 20 == 0:
-                elapsed = time.perf_counter() - start
-                progress({"valid": done, "target": target, "records_per_s": collector.n_valid / elapsed})
+            now = time.perf_counter()
+            if progress and (reached or now - last_progress >= PROGRESS_EVERY_S):
+                last_progress = now
+                progress({"valid": done, "target": target, "records_per_s": valid / (now - start)})
+
+        if workers == 1:
+            shares = [sampling.run(target, seed, report)]
+        else:
+            parts = zip(split_target(target, workers), seeds(seed, workers), strict=True)
+            tasks = [partial(sampling.run, n, s) for n, s in parts]
+            shares = run_forked(tasks, report)
+        collector = Collector.merge([s.collector for s in shares])
+        report(collector.n_valid)
     seconds = time.perf_counter() - start
     if groups is None:
         records = collector.records[:target]
@@ -441,6 +448,7 @@ def generate_records(
         assign_keys(picked, keys or [], rng)
         records = [r for g in picked for r in g]
     n_invalid = sum(collector.reasons.values())
+    tokens = sum(s.tokens for s in shares)
     stats = {
         "num_records": target,
         "valid_records": len(records),
@@ -450,6 +458,7 @@ def generate_records(
         "truncated_units": collector.truncated,
         "structured": cfg.use_structured_generation,
         "backend": cfg.backend,
+        "workers": workers,
         "batch_size": batch_size,
         "precision": str(dtype).removeprefix("torch."),
         "generated_tokens": tokens,
@@ -464,9 +473,90 @@ def generate_records(
             "valid_group_fraction": len(collector.valid_groups) / max(collector.units, 1),
             "surplus_groups": len(collector.valid_groups) - len(picked),
             "group_rejections": dict(collector.group_reasons.most_common()),
-            "redrawn_records": sum(c.redrawn for c in line_checks),
+            "redrawn_records": sum(s.redrawn for s in shares),
         }
     return GenerationResult(records_to_table(records, output_schema or schema), stats)
+
+
+@dataclass
+class Share:
+    """What sampling one share of a request gives back (from a worker process, pickled)."""
+
+    collector: Collector
+    tokens: int
+    redrawn: int  # grouped tables: record lines drawn again (see LineChecks)
+
+
+@dataclass
+class Sampling:
+    """One request's model and settings, fixed before sampling starts (and before workers fork)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    schema: TableSchema
+    prompt_ids: list[int]
+    max_unit_tokens: int
+    cfg: GenerationConfig
+    batch_size: int
+    dtype: torch.dtype
+    records_per_unit: float
+    max_group_records: int | None
+    groups: GroupRules | None
+
+    def run(self, target: int, seed: int, report: Callable[[int], None]) -> Share:
+        """Sample until `target` valid records exist; `report` gets the valid count after each finished batch."""
+        cfg, tokenizer, groups = self.cfg, self.tokenizer, self.groups
+        device = next(self.model.parameters()).device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+        collector = Collector(RecordValidator(self.schema), groups)
+        rules = StopRules(cfg, "groups" if groups else "records", min(self.batch_size, max(32, target)))
+        structured, grouped = cfg.use_structured_generation, groups is not None
+        constraint_of = (
+            (lambda rows: Constraint(tokenizer, self.schema, grouped, rows, self.max_group_records))
+            if structured
+            else None
+        )
+        line_checks: list[LineChecks] = []  # one per sampling batch, for the redraw count
+        checks_of = None
+        if structured and grouped and cfg.backend == "engine":
+            marks = TokenMarks.of(tokenizer, self.model.get_output_embeddings().weight.shape[0], device)
+
+            def checks_of(rows: int) -> LineChecks:
+                guard = GroupGuard(collector.validator, groups, rows)
+                line_checks.append(LineChecks(guard, marks, tokenizer.decode, rows))
+                return line_checks[-1]
+
+        def wanted(live: int) -> int:
+            return units_to_start(target - collector.n_valid, live, self.records_per_unit, collector)
+
+        eos_id = tokenizer.eos_token_id
+        if cfg.backend == "vllm":
+            grammar = unit_grammar(self.schema, grouped, self.max_group_records) if structured else None
+            rounds = vllm_units(
+                self.model, tokenizer, self.prompt_ids, self.max_unit_tokens, eos_id, cfg, seed, wanted, grammar
+            )
+        else:
+            rounds = sample_units(
+                self.model,
+                self.prompt_ids,
+                self.batch_size,
+                self.max_unit_tokens,
+                eos_id,
+                cfg,
+                generator,
+                wanted,
+                constraint_of,
+                self.dtype,
+                checks_of,
+            )
+        tokens = 0
+        for finished in rounds:
+            tokens += sum(len(ids) for ids, _ in finished)
+            seen, valid = collector.add(split_units(finished, tokenizer))
+            rules.check(seen, valid, collector)
+            report(collector.n_valid)
+        return Share(collector, tokens, sum(c.redrawn for c in line_checks))
 
 
 def units_to_start(missing: int, live: int, records_per_unit: float, collector: Collector) -> int:

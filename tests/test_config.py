@@ -37,6 +37,7 @@ def test_unknown_key_is_named():
         ("generation", "temperature", "hot"),
         ("generation", "precision", "float16"),
         ("generation", "batch_size", 0),
+        ("generation", "workers", 0),
     ],
 )
 def test_out_of_range_values_name_the_key(section, key, value):

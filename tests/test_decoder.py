@@ -173,4 +173,5 @@ def test_auto_batch_is_512_rows_on_cpu_unless_their_cache_passes_the_budget():
     assert default_batch_size(model, 66, cpu) == 512 and default_batch_size(model, 66, cuda) == 1024
     per_row = 512 * 2**20
     assert default_batch_size(model, 2**20, cpu) == CACHE_BUDGET // per_row == 4
+    assert default_batch_size(model, 2**20, cpu, workers=2) == 2  # the workers' caches share the budget
     assert default_batch_size(model, 2**24, cuda) == 1  # never none

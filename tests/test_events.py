@@ -65,6 +65,22 @@ def test_generated_groups_are_whole_ordered_and_newly_keyed(flights, fitted):
     assert set(sequences["first_vs_later"]) == {"dep_delay", "carrier", "origin", "dest", "distance"}
 
 
+def test_two_workers_groups_merge_into_one_table(flights, fitted):
+    synth, _ = fitted
+    try:
+        synth.config.generation.workers = 2
+        result = synth.generate_with_stats(240)
+    finally:
+        synth.config.generation.workers = "auto"
+    table, stats = result.table, result.stats
+    largest = max(table.group_by(GROUP).aggregate([("day", "count")])["day_count"].to_pylist())
+    assert stats["workers"] == 2 and 240 <= table.num_rows < 240 + largest
+    keys = table["tailnum"].to_pylist()
+    runs = [k for i, k in enumerate(keys) if i == 0 or keys[i - 1] != k]
+    assert len(runs) == len(set(runs)) == stats["valid_groups"] - stats["surplus_groups"]  # keys given after the merge
+    assert sequence_stats(flights, table, GROUP, ORDER)["order_violations"]["synthetic"] == 0
+
+
 def test_saved_model_keeps_its_key_formats(fitted, tmp_path):
     synth, _ = fitted
     again = Synthesizer.load(synth.save(tmp_path / "flights"))
