@@ -172,6 +172,7 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
                 "rejection_reasons": result["rejections"],
                 **{k: result[k] for k in GROUP_STATS if k in result},
                 "records_per_s": round(result["records_per_s"], 1),
+                "sampling_workers": result["workers"],
                 "generated_tokens_per_s": round(result["tokens_per_s"]),
                 "seconds": round(result["seconds"], 1),
                 "model_id": result["model_id"],

@@ -37,18 +37,29 @@ def worker_count(
 ) -> int:
     """`generation.workers`: auto = one per thread torch would use on this CPU, each with at least
     `MIN_SHARE` units of `records_per_unit` records (a smaller share spends too much of its time on
-    the long units that finish last); 1 on CUDA, with vLLM and where processes cannot fork."""
-    forks = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-    in_process = device.type != "cpu" or backend != "engine" or not forks
+    the long units that finish last); 1 where processes cannot fork (see `_cannot_fork`)."""
+    cannot = _cannot_fork(device, backend)
     if setting == "auto":
-        return 1 if in_process else max(1, min(torch.get_num_threads(), int(target / records_per_unit) // MIN_SHARE))
-    if setting > 1 and in_process:
-        where = "on CUDA" if device.type != "cpu" else f"with backend {backend}" if backend != "engine" else "here"
+        return 1 if cannot else max(1, min(torch.get_num_threads(), int(target / records_per_unit) // MIN_SHARE))
+    if setting > 1 and cannot:
         raise ConfigError(
-            f"generation.workers: {setting} samples in forked CPU processes, which cannot run {where}; "
+            f"generation.workers: {setting} samples in forked CPU processes, which cannot run {cannot}; "
             "set generation.workers to 1 or auto"
         )
     return min(setting, target)
+
+
+def _cannot_fork(device: torch.device, backend: str) -> str | None:
+    """Why sampling must stay in this process, or None."""
+    if device.type != "cpu":
+        return f"on {device.type.upper()} (it cannot be used after a fork)"
+    if backend != "engine":
+        return f"with backend {backend}"
+    if not sys.platform.startswith("linux"):
+        return f"on {sys.platform} (workers need Linux's fork)"
+    if multiprocessing.current_process().daemon:
+        return "in a daemonic process (it may not start processes)"
+    return None
 
 
 def split_target(target: int, workers: int) -> list[int]:
@@ -74,7 +85,7 @@ def run_forked(tasks: list[Task], report: Report) -> list[T]:
     try:
         for i, task in enumerate(tasks):
             receive, send = context.Pipe(duplex=False)
-            proc = context.Process(target=_child, args=(task, send), name=f"synth-sampler-{i}", daemon=True)
+            proc = context.Process(target=_child, args=(task, send), name=f"synth-sampler-{i}")
             proc.start()
             send.close()
             procs.append(proc)

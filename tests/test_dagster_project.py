@@ -126,6 +126,7 @@ def test_materializations_carry_rich_metadata(project):
     largest = wh.scalar("SELECT max(n) FROM (SELECT count(*) AS n FROM synthetic_raw.flights GROUP BY tailnum)")
     assert 60 <= events["dagster/row_count"].value < 60 + largest  # num_records 60, whole groups
     assert isinstance(events["surplus_groups"].value, int)
+    assert events["sampling_workers"].value == 1  # 60 records of groups: too few to share between processes
     published = latest_metadata(instance, "synthetic", "planes")
     assert published["dagster/row_count"].value == wh.checksum("synthetic.planes")["rows"]
     assert "| year | type |" in published["preview"].value

@@ -1,5 +1,6 @@
 """Sampling in forked worker processes: how many, their shares and seeds, errors, and real generation."""
 
+import multiprocessing
 import os
 
 import pytest
@@ -35,6 +36,25 @@ def test_cuda_and_vllm_sample_in_the_calling_process(four_threads):
         worker_count(2, CUDA, "engine", 10_000)
     with pytest.raises(ConfigError, match="backend vllm"):
         worker_count(2, CPU, "vllm", 10_000)
+
+
+def test_a_daemonic_process_samples_in_itself():
+    """A daemonic process may not start processes (multiprocessing refuses), so it keeps the work."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def inside():
+        try:
+            worker_count(2, CPU, "engine", 10_000)
+        except ConfigError as err:
+            send.send((worker_count("auto", CPU, "engine", 10_000), str(err)))
+
+    proc = context.Process(target=inside, daemon=True)
+    proc.start()
+    send.close()  # the child's end only: no refusal is an EOFError here, not a hang
+    auto, refusal = receive.recv()
+    proc.join()
+    assert auto == 1 and "in a daemonic process" in refusal
 
 
 def test_shares_add_up_and_seeds_differ():
