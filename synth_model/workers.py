@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import signal
 import sys
 import time
 import traceback
@@ -98,8 +99,10 @@ def run_forked(tasks: list[Task], report: Report) -> list[T]:
                     kind, value = conn.recv()
                 except EOFError:
                     procs[i].join(5)
+                    code = procs[i].exitcode
+                    cause = ", killed: out of memory?" if code == -signal.SIGKILL else ""
                     raise GenerationError(
-                        f"sampling worker {i} died (exit code {procs[i].exitcode}), likely out of memory; "
+                        f"sampling worker {i} died (exit code {code}{cause}); "
                         "lower generation.batch_size or set generation.workers: 1"
                     ) from None
                 if kind == "error":
@@ -113,6 +116,8 @@ def run_forked(tasks: list[Task], report: Report) -> list[T]:
                     conn.close()
         return results
     finally:
+        for conn in pending:
+            conn.close()
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()
@@ -120,6 +125,7 @@ def run_forked(tasks: list[Task], report: Report) -> list[T]:
 
 
 def _child(task: Task, send: Connection) -> None:
+    """In the forked process: one thread (see the module's note), throttled progress, then the result or the error."""
     torch.set_num_threads(1)
     last = 0.0
 

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import signal
 
 import pytest
 import torch
@@ -90,6 +91,9 @@ def test_worker_errors_reach_the_caller():
     def dies(report):
         os._exit(3)
 
+    def killed(report):
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer does
+
     def slow(report):
         import time
 
@@ -101,6 +105,8 @@ def test_worker_errors_reach_the_caller():
         run_forked([breaks], print)
     with pytest.raises(GenerationError, match=r"worker 0 died \(exit code 3\).*generation.workers: 1"):
         run_forked([dies], print)
+    with pytest.raises(GenerationError, match=r"exit code -9, killed: out of memory\?"):
+        run_forked([killed], print)
 
 
 def test_two_workers_generate_one_table_of_valid_records(fitted_credit):
