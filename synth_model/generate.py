@@ -427,7 +427,7 @@ def generate_records(
             reached = done == target > bar.n
             bar.update(done - bar.n)
             now = time.perf_counter()
-            if progress and (reached or now - last_progress >= PROGRESS_EVERY_S):
+            if progress and (reached or (done < target and now - last_progress >= PROGRESS_EVERY_S)):
                 last_progress = now
                 progress({"valid": done, "target": target, "records_per_s": valid / (now - start)})
 

@@ -67,9 +67,10 @@ def test_generated_groups_are_whole_ordered_and_newly_keyed(flights, fitted):
 
 def test_two_workers_groups_merge_into_one_table(flights, fitted):
     synth, _ = fitted
+    calls = []
     try:
         synth.config.generation.workers = 2
-        result = synth.generate_with_stats(240)
+        result = synth.generate_with_stats(240, progress=calls.append)
     finally:
         synth.config.generation.workers = "auto"
     table, stats = result.table, result.stats
@@ -79,6 +80,8 @@ def test_two_workers_groups_merge_into_one_table(flights, fitted):
     runs = [k for i, k in enumerate(keys) if i == 0 or keys[i - 1] != k]
     assert len(runs) == len(set(runs)) == stats["valid_groups"] - stats["surplus_groups"]  # keys given after the merge
     assert sequence_stats(flights, table, GROUP, ORDER)["order_violations"]["synthetic"] == 0
+    valid = [c["valid"] for c in calls]  # the workers' progress, summed; the target reported once
+    assert valid == sorted(valid) and valid.count(240) == 1 and valid[-1] == 240
 
 
 def test_saved_model_keeps_its_key_formats(fitted, tmp_path):
