@@ -6,6 +6,7 @@ the end token; a finished row is validated and, while more records are needed, r
 cut at `max_unit_tokens` (set from the longest unit training saw). With structured generation a
 grammar (see grammar.py) masks every token that would break the record's form, and in grouped
 tables a record line that would sink its group is drawn again (see LineChecks, groups.GroupGuard).
+On a CPU a request is split into shares sampled in forked worker processes (see workers.py).
 """
 
 from __future__ import annotations
