@@ -29,7 +29,7 @@ def _train(args: argparse.Namespace) -> str:
 def _generate(args: argparse.Namespace) -> str:
     synth = Synthesizer.load(args.model_dir)
     gen = synth.config.generation
-    for key in ("temperature", "top_p", "seed"):
+    for key in ("temperature", "top_p", "seed", "workers"):
         if getattr(args, key) is not None:
             setattr(gen, key, getattr(args, key))
     output = Path(args.output)
@@ -59,6 +59,15 @@ def _evaluate(args: argparse.Namespace) -> str:
     )
 
 
+def _workers(text: str) -> int | str:
+    """`--workers`: a number >= 1, or auto (as `generation.workers`)."""
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a number >= 1 or auto, got {text!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=None)
     gen.add_argument("--top-p", dest="top_p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--workers", type=_workers, default=None, help="sampling processes on a CPU: a number or auto")
     gen.set_defaults(run=_generate)
     ev = sub.add_parser("evaluate", help="quality and privacy report of synthetic rows (HTML + JSON)")
     ev.add_argument("model_dir")

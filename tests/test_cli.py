@@ -59,11 +59,20 @@ def test_train_then_generate(csv_input, tmp_path, capsys):
 def test_generate_writes_table_and_metrics(fitted_credit, credit, tmp_path, capsys):
     _, model_dir = fitted_credit
     out = tmp_path / "synthetic.parquet"
-    assert main(["generate", str(model_dir), "--num-records", "40", "--seed", "3", "--output", str(out)]) == 0
+    argv = ["generate", str(model_dir), "--num-records", "40", "--seed", "3", "--workers", "2", "--output", str(out)]
+    assert main(argv) == 0
     assert "40 records (" in capsys.readouterr().out
     table = pq.read_table(out)
     assert table.num_rows == 40 and table.schema == credit.schema
-    assert json.loads((tmp_path / "synthetic.metrics.json").read_text())["num_records"] == 40
+    metrics = json.loads((tmp_path / "synthetic.metrics.json").read_text())
+    assert metrics["num_records"] == 40 and metrics["workers"] == 2
+
+
+def test_generate_refuses_zero_workers_before_loading(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", str(tmp_path / "no-model"), "--workers", "0", "--output", str(tmp_path / "s.csv")])
+    assert exit_.value.code == 2
+    assert "argument --workers: expected a number >= 1 or auto, got '0'" in capsys.readouterr().err
 
 
 def _error_lines(stderr: str) -> list[str]:
