@@ -58,16 +58,21 @@ MAX_REDRAWS = 16  # refusals of one line after which it stays (and its group is 
 PROGRESS_EVERY_S = 0.5  # the progress callback, at most this often
 
 
-def default_batch_size(model, max_len: int, device: torch.device, workers: int = 1) -> int:
+def default_batch_size(model, max_len: int, device: torch.device) -> int:
     """`generation.batch_size: auto`: 1024 rows on CUDA, 512 on CPU (of 128-1024, the fastest for
-    1,000 records of the tiny model on 2 cores), fewer where their key/value cache of `max_len`
-    positions would pass `CACHE_BUDGET` (a large model with long records), shared by `workers`
-    processes. Counted at the model's dtype: an upper bound where the cache is kept in bfloat16."""
+    1,000 records of the tiny model on 2 cores), fewer where their key/value cache would pass
+    `CACHE_BUDGET` (see `cache_rows`)."""
+    return min(1024 if device.type == "cuda" else 512, cache_rows(model, max_len))
+
+
+def cache_rows(model, max_len: int, workers: int = 1) -> int:
+    """Rows (at least one) whose key/value caches of `max_len` positions keep to `CACHE_BUDGET`, shared
+    by `workers` processes. Counted at the model's dtype: an upper bound where the cache is bfloat16."""
     kv_heads, head_dim = kv_shape(model.config)
     per_row = (
         2 * model.config.num_hidden_layers * kv_heads * head_dim * max_len * next(model.parameters()).element_size()
     )
-    return max(1, min(1024 if device.type == "cuda" else 512, CACHE_BUDGET // (per_row * workers)))
+    return max(1, CACHE_BUDGET // (per_row * workers))
 
 
 def _filter_logits(logits: torch.Tensor, seen: torch.Tensor | None, cfg: GenerationConfig) -> torch.Tensor:
@@ -402,7 +407,7 @@ def generate_records(
     max_len = sequence_len(len(prompt_ids), max_unit_tokens)
     batch_size = default_batch_size(model, max_len, device) if cfg.batch_size == "auto" else cfg.batch_size
     if workers > 1:  # each worker has its own cache: together they keep to the budget
-        batch_size = min(batch_size, default_batch_size(model, max_len, device, workers))
+        batch_size = min(batch_size, cache_rows(model, max_len, workers))
     dtype = getattr(torch, vllm_dtype(cfg)) if cfg.backend == "vllm" else matmul_dtype(cfg.precision, model)
     seed = cfg.seed if cfg.seed is not None else int(torch.seed() % 2**31)
     sampling = Sampling(

@@ -9,7 +9,7 @@ from tiny_models import VOCAB, lora_llama, tiny_llama
 from synth_model import decoder as decoder_module
 from synth_model.config import GenerationConfig
 from synth_model.decoder import HFDecoder, KVDecoder, make_decoder, matmul_dtype
-from synth_model.generate import CACHE_BUDGET, _sample, default_batch_size, sample_units
+from synth_model.generate import CACHE_BUDGET, _sample, cache_rows, default_batch_size, sample_units
 
 PROMPT, STEPS, BATCH = 7, 6, 3
 
@@ -173,5 +173,5 @@ def test_auto_batch_is_512_rows_on_cpu_unless_their_cache_passes_the_budget():
     assert default_batch_size(model, 66, cpu) == 512 and default_batch_size(model, 66, cuda) == 1024
     per_row = 512 * 2**20
     assert default_batch_size(model, 2**20, cpu) == CACHE_BUDGET // per_row == 4
-    assert default_batch_size(model, 2**20, cpu, workers=2) == 2  # the workers' caches share the budget
+    assert cache_rows(model, 2**20, workers=2) == 2  # the workers' caches share the budget
     assert default_batch_size(model, 2**24, cuda) == 1  # never none

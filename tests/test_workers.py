@@ -112,13 +112,14 @@ def test_worker_errors_reach_the_caller():
 def test_two_workers_generate_one_table_of_valid_records(fitted_credit):
     synth, _ = fitted_credit
     generation = synth.config.generation
+    batch_size = generation.batch_size
     try:
-        generation.workers = 2
+        generation.workers, generation.batch_size = 2, 600  # each worker: 600 rows, far inside the cache budget
         result = synth.generate_with_stats(400)
         again = synth.generate(400)
     finally:
-        generation.workers = "auto"
-    assert result.stats["workers"] == 2 and result.table.num_rows == 400
+        generation.workers, generation.batch_size = "auto", batch_size
+    assert result.stats["workers"] == 2 and result.stats["batch_size"] == 600 and result.table.num_rows == 400
     assert result.stats["valid_fraction"] == 1.0  # structured generation in each worker
     assert result.table.equals(again)  # the same seed and workers, the same records
     first, second = result.table.slice(0, 200).to_pylist(), result.table.slice(200, 200).to_pylist()
