@@ -410,6 +410,8 @@ def generate_records(
         batch_size = min(batch_size, cache_rows(model, max_len, workers))
     dtype = getattr(torch, vllm_dtype(cfg)) if cfg.backend == "vllm" else matmul_dtype(cfg.precision, model)
     seed = cfg.seed if cfg.seed is not None else int(torch.seed() % 2**31)
+    redraws = cfg.use_structured_generation and groups is not None and cfg.backend == "engine"
+    marks = TokenMarks.of(tokenizer, model.get_output_embeddings().weight.shape[0], device) if redraws else None
     sampling = Sampling(
         model,
         tokenizer,
@@ -422,6 +424,7 @@ def generate_records(
         records_per_unit,
         max_group_records,
         groups,
+        marks,
     )
 
     start, last_progress = time.perf_counter(), 0.0
@@ -508,6 +511,7 @@ class Sampling:
     records_per_unit: float
     max_group_records: int | None
     groups: GroupRules | None
+    marks: TokenMarks | None  # grouped structured tables on the engine: lines are checked and redrawn
 
     def run(self, target: int, seed: int, report: Callable[[int], None]) -> Share:
         """Sample until `target` valid records exist; `report` gets the valid count after each finished batch."""
@@ -525,12 +529,11 @@ class Sampling:
         )
         line_checks: list[LineChecks] = []  # one per sampling batch, for the redraw count
         checks_of = None
-        if structured and grouped and cfg.backend == "engine":
-            marks = TokenMarks.of(tokenizer, self.model.get_output_embeddings().weight.shape[0], device)
+        if self.marks is not None:
 
             def checks_of(rows: int) -> LineChecks:
                 guard = GroupGuard(collector.validator, groups, rows)
-                line_checks.append(LineChecks(guard, marks, tokenizer.decode, rows))
+                line_checks.append(LineChecks(guard, self.marks, tokenizer.decode, rows))
                 return line_checks[-1]
 
         def wanted(live: int) -> int:
