@@ -106,6 +106,7 @@ class Synthesizer:
         texts = rows_to_texts(train_rows, modelled)
         device, dtype = models.resolve_device(cfg.training.device)
         private = cfg.privacy.dp_enabled
+        torch.manual_seed(cfg.data.random_state)  # the initial weights too (tiny model, LoRA adapters)
         if cfg.training.pretrained_model == "tiny":
             markers = [f"{BEGIN}\n{END}\n"] * n_groups
             # With DP the vocabulary comes from the schema, so rare strings in the rows cannot shape it.
