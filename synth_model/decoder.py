@@ -200,7 +200,8 @@ class KVDecoder:
         """How many cache positions attention reads: all of them unless far fewer are needed.
 
         Batched matmuls over a slice of each row's cache run at about half the speed per byte of
-        ones over the whole, contiguous cache (measured on CPU), so the slice pays only when short.
+        ones over the whole, contiguous cache (measured on CPU), so the slice pays only when short;
+        a bfloat16 slice goes to SDPA instead (see `_forward`), which also runs the full cache slower.
         """
         return needed if 2 * needed <= self.max_len else self.max_len
 
@@ -227,6 +228,10 @@ class KVDecoder:
         # that also lifts bfloat16 scores to a float32 softmax
         hidden = (torch.arange(span, device=ids.device) > positions[..., None])[:, None, None]
         bias = torch.zeros(hidden.shape, device=ids.device).masked_fill_(hidden, float("-inf"))
+        # bfloat16 batched matmuls copy a sliced cache before multiplying; SDPA reads the slice in place
+        # (measured on CPU; in float32 the matmuls take the slice as it is and stay faster)
+        in_place = span < self.max_len and self.caches[0].dtype == torch.bfloat16
+        sdpa_mask = bias[:, 0].to(torch.bfloat16) if in_place else None  # [R, 1, T, span], shared by all heads
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
         x = F.embedding(ids, self.embed)
         for cache, (ln1, w_qkv, b_qkv, w_o, b_o, ln2, w_gu, b_gu, w_down, b_down) in zip(
@@ -237,11 +242,16 @@ class KVDecoder:
             qk = qk * cos + rotate_half(qk) * sin
             q = qk[:, :h].reshape(n * kv, g * width, d)  # the g heads sharing a kv head become g query rows
             cache.view(-1, d).index_copy_(0, slots, torch.stack([qk[:, h:], qkv[:, h + kv :]]).view(-1, d))
-            keys = cache[0, rows, :, :span].reshape(n * kv, span, d)
-            values = cache[1, rows, :, :span].reshape(n * kv, span, d)
-            scores = torch.bmm(q, keys.transpose(1, 2)).view(n, kv, g, width, span)
-            weights = torch.add(scores, bias).softmax(-1).to(cache.dtype).view(n * kv, g * width, span)
-            out = torch.bmm(weights, values).view(n, h, width, d).transpose(1, 2)
+            keys, values = cache[0, rows, :, :span], cache[1, rows, :, :span]
+            if in_place:
+                out = F.scaled_dot_product_attention(
+                    q.view(n, h, width, d), keys, values, attn_mask=sdpa_mask, scale=1.0, enable_gqa=True
+                ).transpose(1, 2)
+            else:
+                keys, values = keys.reshape(n * kv, span, d), values.reshape(n * kv, span, d)
+                scores = torch.bmm(q, keys.transpose(1, 2)).view(n, kv, g, width, span)
+                weights = torch.add(scores, bias).softmax(-1).to(cache.dtype).view(n * kv, g * width, span)
+                out = torch.bmm(weights, values).view(n, h, width, d).transpose(1, 2)
             x = x + _linear(out.reshape(n, width, h * d), w_o, b_o)
             gate, up = _linear(_rms_norm(x, ln2, self.eps), w_gu, b_gu).chunk(2, dim=-1)
             x = x + _linear(self.act(gate) * up, w_down, b_down)

@@ -42,11 +42,12 @@ def test_decoder_matches_hf_forward(rope, spare):
     assert_matches_hf(tiny_llama(rope), spare=spare)
 
 
-def test_bfloat16_matmuls_stay_close_to_the_float32_model():
+@pytest.mark.parametrize("spare", [0, 40], ids=["whole cache", "cache prefix (SDPA)"])
+def test_bfloat16_matmuls_stay_close_to_the_float32_model(spare):
     model = tiny_llama()
-    assert_matches_hf(model, torch.bfloat16, tolerance=0.05)
+    assert_matches_hf(model, torch.bfloat16, tolerance=0.05, spare=spare)
     with pytest.raises(AssertionError):
-        assert_matches_hf(model, torch.bfloat16)  # the low precision is real, not a no-op
+        assert_matches_hf(model, torch.bfloat16, spare=spare)  # the low precision is real, not a no-op
 
 
 def test_precision_setting_picks_the_matmul_dtype(monkeypatch):
