@@ -200,8 +200,8 @@ class KVDecoder:
         """How many cache positions attention reads: all of them unless far fewer are needed.
 
         Batched matmuls over a slice of each row's cache run at about half the speed per byte of
-        ones over the whole, contiguous cache (measured on CPU), so the slice pays only when short;
-        a bfloat16 slice goes to SDPA instead (see `_forward`), which also runs the full cache slower.
+        ones over the whole, contiguous cache (measured on CPU), so the slice pays only when short.
+        A bfloat16 slice goes to SDPA instead (see `_forward`); over the whole cache the matmuls stay faster.
         """
         return needed if 2 * needed <= self.max_len else self.max_len
 
