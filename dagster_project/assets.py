@@ -245,13 +245,16 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
 
     published_key = key("synthetic", name)
     checks = ["matches_source_schema", "has_rows"] + (["mapped_combinations_seen"] if spec.mapped_columns else [])
+    checks += ["schema_unchanged"] if spec.on_schema_change == "fail" else []
 
     @dg.asset(
         key=published_key,
         deps=[raw_key, report_key],
         group_name=name,
         kinds={"duckdb"},
-        code_version=digest(spec.mapped_columns, [(f.name, f.condition.sql()) for f in plan.filters]),
+        code_version=digest(
+            spec.mapped_columns, [(f.name, f.condition.sql()) for f in plan.filters], spec.on_schema_change
+        ),
         description=spec.description or f"Synthetic {name}: post-processed, filtered and checked before publishing.",
         retry_policy=RETRY,
         check_specs=[dg.AssetCheckSpec(c, asset=published_key, blocking=True) for c in checks],
@@ -271,6 +274,8 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
             )
         row = result["lineage_row"]
         lineage = {c: [(raw_key, pipeline.raw_column(spec, c))] for c in result["types"]}
+        if result["schema_change"]:
+            context.log.warning(f"synthetic.{name} published with a new schema: {result['schema_change']}")
         yield dg.MaterializeResult(
             metadata={
                 **table_metadata(result["table"], row["rows_out"], result["types"]),
@@ -284,6 +289,9 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
                 "source_columns": {c: [f"{t}.{s}" for t, s in deps] for c, deps in result["column_lineage"].items()},
                 "preview": preview(result["preview"]),
                 **({"sequence_stats": dg.MetadataValue.json(result["sequences"])} if result["sequences"] else {}),
+                **(
+                    {"schema_change": dg.MetadataValue.json(result["schema_change"])} if result["schema_change"] else {}
+                ),
             },
             check_results=check_results,
         )

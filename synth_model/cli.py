@@ -6,16 +6,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+
+from pydantic import ValidationError
 
 from synth_model.config import SynthConfig
 from synth_model.errors import SynthError
-from synth_model.synthesizer import Synthesizer
-from synth_model.tables import read_input, write_output
+from synth_model.synthesizer import Synthesizer, model_folder_target
+from synth_model.tables import output_file, read_input, write_output
 
 
 def _train(args: argparse.Namespace) -> str:
     config = SynthConfig.from_any(args.config)
+    model_folder_target(args.output)
     table = read_input(args.input)
     synth = Synthesizer(config).fit(table)
     out = synth.save(args.output)
@@ -27,14 +29,15 @@ def _train(args: argparse.Namespace) -> str:
 
 
 def _generate(args: argparse.Namespace) -> str:
+    output = output_file(args.output)
     synth = Synthesizer.load(args.model_dir)
     gen = synth.config.generation
     for key in ("temperature", "top_p", "seed", "workers"):
         if getattr(args, key) is not None:
-            setattr(gen, key, getattr(args, key))
-    output = Path(args.output)
-    if output.suffix.lower() not in (".parquet", ".csv"):
-        raise SynthError(f"--output {output} must end in .parquet or .csv")
+            try:
+                setattr(gen, key, getattr(args, key))
+            except ValidationError as err:
+                raise SynthError(f"--{key.replace('_', '-')}: {err.errors()[0]['msg']}") from None
     result = synth.generate_with_stats(args.num_records)
     write_output(result.table, output)
     metrics_path = output.with_name(output.stem + ".metrics.json")

@@ -103,7 +103,7 @@ class GenerationConfig(_Section):
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="weight matmuls while sampling; auto = bfloat16 on CPUs with bf16 instructions"
     )
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63)
     # grouped tables: relaxations of "a group is valid only if ..." (all off by default)
     group_by_accept_no_delineator: bool = False  # accept records outside begin/end markers as one group
     group_by_ignore_invalid_records: bool = False  # drop invalid records instead of the whole group

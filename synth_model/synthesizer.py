@@ -7,6 +7,7 @@ Schema), the model or LoRA adapter with its tokenizer, the real holdout rows and
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -17,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from safetensors import SafetensorError
 
 from synth_model import models
 from synth_model.config import SynthConfig
@@ -37,6 +39,7 @@ from synth_model.records import (
     unit_token_cap,
 )
 from synth_model.schema import TableSchema, infer_schema
+from synth_model.tables import writable_parent
 from synth_model.train import ProgressFn, train
 
 CONFIG_FILE, SCHEMA_FILE, METRICS_FILE, HOLDOUT_FILE = (
@@ -60,7 +63,13 @@ def as_arrow(table) -> pa.Table:
     if isinstance(table, pa.Table):
         return table
     if isinstance(table, pd.DataFrame):
-        return pa.Table.from_pandas(table, preserve_index=False)
+        try:
+            return pa.Table.from_pandas(table, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise DataError(
+                f"the DataFrame cannot be converted to a table ({err}); give each column one type "
+                "(e.g. pd.to_numeric(..., errors='coerce') for numbers with stray strings)"
+            ) from None
     raise DataError(f"expected a pyarrow.Table or pandas.DataFrame, got {type(table).__name__}")
 
 
@@ -273,9 +282,11 @@ class Synthesizer:
         """Write every artifact into `directory` atomically (a temp folder renamed into place)."""
         if self.loaded is None or self.schema is None:
             raise SynthError("nothing to save: call fit() first")
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = model_folder_target(directory)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        umask = os.umask(0o022)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # as a plain mkdir would (mkdtemp makes it private)
         try:
             self.config.save(staging / CONFIG_FILE)
             self.schema.save(staging / SCHEMA_FILE)
@@ -309,9 +320,23 @@ class Synthesizer:
 
     @classmethod
     def load(cls, directory: str | Path) -> Synthesizer:
+        """A saved model folder; a missing or damaged file is one error naming the folder (never a hub lookup)."""
         path = Path(directory)
         if not (path / CONFIG_FILE).is_file():
             raise SynthError(f"{path} is not a model folder (no {CONFIG_FILE}); pass the output of `synth train`")
+        try:
+            return cls._read(path)
+        except SynthError:
+            raise
+        except (OSError, ValueError, KeyError, pa.ArrowException, SafetensorError) as err:
+            detail = (str(err).strip().splitlines() or [""])[0]
+            raise SynthError(
+                f"model folder {path} is incomplete or damaged ({type(err).__name__}: {detail}); train it again "
+                "(`synth train`, or materialize the model asset)"
+            ) from None
+
+    @classmethod
+    def _read(cls, path: Path) -> Synthesizer:
         self = cls(path / CONFIG_FILE)
         self.schema = TableSchema.load(path / SCHEMA_FILE)
         self.holdout = pq.read_table(path / HOLDOUT_FILE)
@@ -338,14 +363,30 @@ class Synthesizer:
         else:
             from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-            model = AutoModelForCausalLM.from_pretrained(path / MODEL_DIR, dtype=dtype)
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(path / MODEL_DIR)
+            if not (path / MODEL_DIR).is_dir():
+                raise FileNotFoundError(f"no {MODEL_DIR}/ folder")
+            model = AutoModelForCausalLM.from_pretrained(path / MODEL_DIR, dtype=dtype, local_files_only=True)
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(path / MODEL_DIR, local_files_only=True)
             self.loaded = models.LoadedModel(model, tokenizer, context, is_lora=False)
         self.loaded.model.to(device).eval()
         return self
 
 
+def model_folder_target(directory: str | Path) -> Path:
+    """Where a model folder may be saved: a new path, an empty folder or an earlier model folder (it is
+    replaced), never another file or folder; its parent is created. Checked before training, too."""
+    target = Path(directory)
+    if target.is_file() or target.is_dir() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
+        kind = "a file" if target.is_file() else "a folder that is not a model folder"
+        raise SynthError(f"{target} exists and is {kind}, which saving would replace: choose another path or remove it")
+    writable_parent(target)
+    return target
+
+
 def _check_columns(table: pa.Table, cfg: SynthConfig) -> None:
+    repeated = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
+    if repeated:
+        raise DataError(f"column name(s) {repeated} appear more than once in the input; rename or drop the copies")
     for key in ("group_training_examples_by", "order_training_examples_by"):
         missing = [c for c in getattr(cfg.data, key) or [] if c not in table.column_names]
         if missing:

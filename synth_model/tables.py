@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from synth_model.errors import DataError
 
 READERS = {".csv": pacsv.read_csv, ".parquet": pq.read_table, ".jsonl": pajson.read_json}
+WRITERS = {".parquet": pq.write_table, ".csv": pacsv.write_csv}
 
 
 def quote_identifier(name: str) -> str:
@@ -28,7 +29,11 @@ def read_duckdb(database: str | Path, table: str) -> pa.Table:
     if not path.is_file():
         raise DataError(f"DuckDB file {path} does not exist")
     qualified = ".".join(quote_identifier(part) for part in table.split("."))
-    with duckdb.connect(str(path), read_only=True) as con:
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as err:
+        raise DataError(f"{path} could not be opened as a DuckDB database ({err})") from None
+    with con:
         try:
             return con.sql(f"SELECT * FROM {qualified}").to_arrow_table()
         except duckdb.CatalogException:
@@ -55,14 +60,32 @@ def read_input(spec: str) -> pa.Table:
         raise DataError(f"could not read {path}: {err}") from None
 
 
+def writable_parent(path: Path) -> None:
+    """Create `path`'s folder if needed and make sure files can be written there."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create folder {path.parent} ({err.strerror}): choose a writable path") from None
+    if not os.access(path.parent, os.W_OK):
+        raise DataError(f"folder {path.parent} is not writable: choose a writable path")
+
+
+def output_file(path: str | Path) -> Path:
+    """Where `write_output` can write: a .parquet or .csv path that is not a folder, in a writable folder.
+    Checked before the work that produces the rows, too."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITERS:
+        raise DataError(f"output {path} must end in .parquet or .csv")
+    if path.is_dir():
+        raise DataError(f"output {path} is a folder: name a file")
+    writable_parent(path)
+    return path
+
+
 def write_output(table: pa.Table, path: str | Path) -> Path:
     """Write .parquet or .csv through a temp file renamed into place, so no half-written file remains."""
-    path = Path(path)
-    writers = {".parquet": pq.write_table, ".csv": pacsv.write_csv}
-    writer = writers.get(path.suffix.lower())
-    if writer is None:
-        raise DataError(f"output {path} must end in .parquet or .csv")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = output_file(path)
+    writer = WRITERS[path.suffix.lower()]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:

@@ -107,6 +107,12 @@ def test_duckdb_input(credit, tmp_path, capsys):
         ),
         (["train", "{empty}", "--output", "{out}"], "empty"),
         (["generate", "{out}", "--output", "x.parquet"], "not a model folder"),
+        (["train", "duckdb:{csv}:raw.t", "--output", "{out}"], "could not be opened as a DuckDB database"),
+        (["train", "{odd}", "--output", "{out}"], "column 'b' holds 10 infinite or NaN value(s) (first in row 0)"),
+        (["train", "{twice}", "--output", "{out}"], "column name(s) ['a'] appear more than once"),
+        (["train", "{csv}", "--output", "{csv}/m"], "cannot create folder"),
+        (["generate", "{out}", "--output", "{csv}/s.csv"], "cannot create folder"),
+        (["generate", "{out}", "--output", "{folder}"], "is a folder: name a file"),
     ],
 )
 def test_errors_are_one_line_and_write_nothing(argv, message, csv_input, tmp_path, capsys):
@@ -114,7 +120,11 @@ def test_errors_are_one_line_and_write_nothing(argv, message, csv_input, tmp_pat
     badcfg.write_text("training:\n  epochs: 3\n")
     empty = tmp_path / "empty.csv"
     empty.write_text("a,b\n")
+    (odd := tmp_path / "odd.csv").write_text("a,b\n" + "x,inf\ny,2.5\n" * 10)
+    (twice := tmp_path / "twice.csv").write_text("a,b,a\n" + "1,2,3\n" * 30)
+    (folder := tmp_path / "s.parquet").mkdir()
     values = {"out": tmp_path / "out", "csv": csv_input, "badcfg": badcfg, "empty": empty}
+    values |= {"odd": odd, "twice": twice, "folder": folder}
     code = main([a.format(**values) for a in argv])
     errors = _error_lines(capsys.readouterr().err)
     assert code == 2
@@ -152,3 +162,49 @@ def test_evaluate_writes_report_and_json(fitted_credit, credit, tmp_path, capsys
     assert _error_lines(capsys.readouterr().err) == [
         "error: target column 'nope' is not in the table; columns: " + str(credit.column_names)
     ]
+
+
+def test_train_refuses_an_output_that_is_not_a_model_folder(csv_input, tmp_path, capsys):
+    (busy := tmp_path / "busy").mkdir()
+    (busy / "important.csv").write_text("keep me\n")
+    (file := tmp_path / "victim.csv").write_text("keep me too\n")
+    for target, kind in ((busy, "a folder that is not a model folder"), (file, "a file")):
+        assert main(["train", str(csv_input), "--output", str(target)]) == 2
+        assert f"{target} exists and is {kind}" in _error_lines(capsys.readouterr().err)[0]
+    assert (busy / "important.csv").read_text() == "keep me\n" and file.read_text() == "keep me too\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "victim.csv"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "detail"),
+    [
+        ("schema.json", "FileNotFoundError"),
+        ("holdout.parquet", "FileNotFoundError"),
+        ("model", "FileNotFoundError: no model/ folder"),
+        ("model/model.safetensors", "OSError"),
+        ("truncate", "SafetensorError"),
+    ],
+)
+def test_a_damaged_model_folder_is_one_error(damage, detail, fitted_credit, tmp_path, capsys):
+    import shutil
+
+    model_dir = shutil.copytree(fitted_credit[1], tmp_path / "m")
+    if damage == "truncate":
+        weights = model_dir / "model" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "model":
+        shutil.rmtree(model_dir / damage)
+    else:
+        (model_dir / damage).unlink()
+    assert main(["generate", str(model_dir), "--num-records", "5", "--output", str(tmp_path / "s.csv")]) == 2
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and f"model folder {model_dir} is incomplete or damaged ({detail}" in errors[0]
+    assert "train it again" in errors[0] and not (tmp_path / "s.csv").exists()
+
+
+def test_generate_names_the_flag_of_an_out_of_range_setting(fitted_credit, tmp_path, capsys):
+    argv = ["generate", str(fitted_credit[1]), "--output", str(tmp_path / "s.csv")]
+    assert main([*argv, "--temperature", "0"]) == 2
+    assert _error_lines(capsys.readouterr().err) == ["error: --temperature: Input should be greater than 0"]
+    assert main([*argv, "--seed", str(2**64)]) == 2
+    assert _error_lines(capsys.readouterr().err)[0].startswith("error: --seed: Input should be less than")

@@ -204,9 +204,14 @@ def test_failing_quality_gate_keeps_the_published_table(project, tmp_path):
     assert project.warehouse.checksum("synthetic.planes") == before
 
 
-def test_rerun_reuses_the_model_and_adds_a_version(project):
-    _, result = materialize(project, "refresh_planes")
+def test_rerun_reuses_the_model_and_adds_a_version(project, tmp_path):
+    same_schema = make_project(
+        tmp_path, SPEC.replace('schedule: "0 3 * * 1"', 'schedule: "0 3 * * 1"\n    on_schema_change: fail')
+    )
+    _, result = materialize(project, "refresh_planes", same_schema)
     assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["schema_unchanged"] is True
     assert latest_metadata(project.instance, "model", "planes")["retrained"].value is False
     versions = project.warehouse.read("SELECT version FROM meta.lineage WHERE table_name = 'synthetic.planes'")
     assert sorted(versions.column("version").to_pylist()) == [1, 2]

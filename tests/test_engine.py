@@ -89,3 +89,11 @@ def test_load_generates_the_same_records(fitted_credit):
 def test_generate_before_fit_is_a_clear_error():
     with pytest.raises(SynthError, match="not fitted"):
         Synthesizer().generate(5)
+
+
+def test_a_dataframe_column_of_mixed_types_is_a_clear_error():
+    import pandas as pd
+
+    frame = pd.DataFrame({"age": [31, "unknown", 45] * 10, "city": ["Oslo", "Rome", "Paris"] * 10})
+    with pytest.raises(SynthError, match="Conversion failed for column age.*give each column one type"):
+        Synthesizer().fit(frame)

@@ -1,5 +1,7 @@
 """Pipeline steps refuse bad input with one clear message and leave earlier tables as they were."""
 
+import json
+
 import pyarrow as pa
 import pytest
 
@@ -7,6 +9,27 @@ from synth_model.errors import DataError
 from warehouse import pipeline
 from warehouse.spec import load_spec
 from warehouse.sql_models import validate_spec
+
+
+def small_plan(tmp_path, warehouse, extra: str = ""):
+    """Table t: 300 plane rows (a, b, c) and a very small model, so a whole refresh takes seconds."""
+    if not warehouse.exists("raw.t"):
+        warehouse.write("raw.t", "SELECT manufacturer AS a, seats AS b, year AS c FROM raw.planes LIMIT 300")
+    spec = tmp_path / "synth.yaml"
+    spec.write_text(
+        "tables:\n  - name: t\n    source: raw.t\n"
+        "    training: {num_input_records_to_sample: 300, tiny: {hidden_size: 32, num_layers: 1, num_heads: 2, "
+        f"vocab_size: 300}}}}\n    generation: {{num_records: 20}}\n    {extra}\n"
+    )
+    return validate_spec(load_spec(spec), warehouse)["t"]
+
+
+def refresh(warehouse, plan, models, run_id: str) -> dict:
+    """Every step but the report, as `refresh_t` runs them; the publication's result with the model id."""
+    pipeline.prepare(warehouse, plan, run_id)
+    model = pipeline.train(warehouse, plan, models, run_id)
+    pipeline.generate(warehouse, plan, run_id)
+    return pipeline.publish(warehouse, plan, run_id) | {"model_id": model["model_id"]}
 
 
 def plan_for(tmp_path, warehouse, mapped="[[a, b]]"):
@@ -20,9 +43,23 @@ def test_empty_source_is_refused_and_the_prepared_table_kept(tmp_path, raw_wareh
     plan = plan_for(tmp_path, raw_warehouse)
     pipeline.prepare(raw_warehouse, plan, "run-1")
     raw_warehouse.write("raw.t", "SELECT * FROM raw.t WHERE false")
-    with pytest.raises(DataError, match="returned no rows"):
+    with pytest.raises(DataError, match="source table raw.t has no rows; load rows into it"):
         pipeline.prepare(raw_warehouse, plan, "run-2")
     assert raw_warehouse.read_table("prepared.t").num_rows == 2
+
+
+def test_a_source_changed_since_the_definitions_loaded_is_named(tmp_path, raw_warehouse):
+    raw_warehouse.write("raw.t", pa.table({"a": ["x", "y"], "b": [1, 2]}))
+    plan = plan_for(tmp_path, raw_warehouse)
+    pipeline.prepare(raw_warehouse, plan, "run-1")
+    raw_warehouse.write("raw.t", pa.table({"a": ["x", "y"]}))  # mapped column b dropped
+    with pytest.raises(DataError, match=r"preparation raw.t no longer runs \(Binder Error.*\bb\b.*reload them"):
+        pipeline.prepare(raw_warehouse, plan, "run-2")
+    with raw_warehouse.connect() as con:
+        con.execute("DROP TABLE raw.t")
+    with pytest.raises(DataError, match=r"source table\(s\) \['raw.t'\] are no longer in the warehouse"):
+        pipeline.prepare(raw_warehouse, plan, "run-3")
+    assert raw_warehouse.read_table("prepared.t").num_columns == 2
 
 
 def test_separator_inside_a_mapped_value_is_refused(tmp_path, raw_warehouse):
@@ -46,20 +83,9 @@ def test_steps_out_of_order_name_the_missing_step(tmp_path, raw_warehouse):
 
 def test_steps_from_different_source_states_are_not_combined(tmp_path, raw_warehouse):
     """Materializing assets one at a time must not publish a stale model's rows with new lineage."""
-    raw_warehouse.write("raw.t", "SELECT manufacturer AS a, seats AS b, year AS c FROM raw.planes LIMIT 300")
-    spec = tmp_path / "synth.yaml"
-    spec.write_text(
-        "tables:\n  - name: t\n    source: raw.t\n"
-        "    training: {num_input_records_to_sample: 300, tiny: {hidden_size: 32, num_layers: 1, num_heads: 2, "
-        "vocab_size: 300}}\n"
-        "    generation: {num_records: 20}\n"
-    )
-    plan = validate_spec(load_spec(spec), raw_warehouse)["t"]
-    models = tmp_path / "models"
-    pipeline.prepare(raw_warehouse, plan, "run-1")
-    first = pipeline.train(raw_warehouse, plan, models, "run-1")
-    pipeline.generate(raw_warehouse, plan, "run-1")
-    assert pipeline.publish(raw_warehouse, plan, "run-1")["published"]
+    plan, models = small_plan(tmp_path, raw_warehouse), tmp_path / "models"
+    first = refresh(raw_warehouse, plan, models, "run-1")
+    assert first["published"]
     published = raw_warehouse.checksum("synthetic.t")
 
     raw_warehouse.write("raw.t", "SELECT * FROM raw.t LIMIT 200")
@@ -80,3 +106,23 @@ def test_steps_from_different_source_states_are_not_combined(tmp_path, raw_wareh
         pipeline.publish(raw_warehouse, plan, "run-2")
     assert raw_warehouse.checksum("synthetic.t") == published
     assert raw_warehouse.scalar("SELECT count(*) FROM meta.lineage") == 1
+
+
+def test_a_schema_change_is_recorded_or_refused(tmp_path, raw_warehouse):
+    plan, models = small_plan(tmp_path, raw_warehouse), tmp_path / "models"
+    assert refresh(raw_warehouse, plan, models, "run-1")["schema_change"] == {}  # nothing published before
+    published = raw_warehouse.checksum("synthetic.t")
+    raw_warehouse.write("raw.t", "SELECT a, b::VARCHAR AS b FROM raw.t")
+
+    strict = small_plan(tmp_path, raw_warehouse, "on_schema_change: fail")
+    result = refresh(raw_warehouse, strict, models, "run-2")
+    check = next(c for c in result["checks"] if c.name == "schema_unchanged")
+    assert not result["published"] and not check.passed
+    assert "{'removed': ['c'], 'retyped': {'b': 'BIGINT -> VARCHAR'}}" in check.description
+    assert "set `on_schema_change: publish` for table 't'" in check.description
+    assert raw_warehouse.checksum("synthetic.t") == published
+
+    result = pipeline.publish(raw_warehouse, small_plan(tmp_path, raw_warehouse), "run-3")
+    assert result["published"] and result["schema_change"] == {"removed": ["c"], "retyped": {"b": "BIGINT -> VARCHAR"}}
+    recorded = raw_warehouse.scalar("SELECT details FROM meta.steps WHERE step = 'synthetic' AND run_id = 'run-3'")
+    assert json.loads(recorded)["schema_change"] == result["schema_change"]

@@ -111,14 +111,22 @@ def prepare(warehouse: Warehouse, plan: Plan, run_id: str) -> dict:
     t0 = time.perf_counter()
     prep, spec = plan.preparation, plan.spec
     target = names(spec.name)["prepared"]
+    missing = [name for name in prep.sources if not warehouse.exists(name)]
+    if missing:
+        raise DataError(
+            f"table '{spec.name}': source table(s) {missing} are no longer in the warehouse (they were when the "
+            "definitions loaded): load them again, or change synth.yaml and reload the definitions"
+        )
     with warehouse.connect(read_only=True) as con:
         sources = {name: table_checksum(con, name) for name in prep.sources}
 
     def check(con: duckdb.DuckDBPyConnection, staging: str) -> None:
         if con.execute(f"SELECT count(*) FROM {qualified(staging)}").fetchone()[0] == 0:
             raise DataError(
-                f"table '{spec.name}': the preparation {prep.sql_file or spec.source} returned no rows; "
-                "fix its WHERE clause or load the source table"
+                f"table '{spec.name}': the preparation {prep.sql_file} returned no rows; fix its WHERE clause "
+                f"or load rows into {', '.join(prep.sources)}"
+                if prep.sql_file
+                else f"table '{spec.name}': source table {spec.source} has no rows; load rows into it"
             )
         if spec.mapped_columns:
             counts = con.execute(separator_check_query(staging, spec.mapped_columns)).fetchone()
@@ -130,12 +138,20 @@ def prepare(warehouse: Warehouse, plan: Plan, run_id: str) -> dict:
                 )
 
     details = {"sources": sources, "sql_file": prep.sql_file, "sql_hash": prep.sql_hash}
-    rows = warehouse.write(
-        target,
-        prep.query,
-        check=check,
-        after=lambda con: audit.log_step(con, spec.name, "prepared", run_id, started, details | _content(con, target)),
-    )
+    try:
+        rows = warehouse.write(
+            target,
+            prep.query,
+            check=check,
+            after=lambda con: audit.log_step(
+                con, spec.name, "prepared", run_id, started, details | _content(con, target)
+            ),
+        )
+    except (duckdb.BinderException, duckdb.CatalogException) as err:
+        raise DataError(
+            f"table '{spec.name}': the preparation {prep.sql_file or spec.source} no longer runs ({err}); its source "
+            "tables changed since the definitions loaded: reload them, which checks synth.yaml and the SQL again"
+        ) from None
     with warehouse.connect(read_only=True) as con:
         types = column_types(con, target)
     return {"table": target, "rows": rows, "types": types, "sources": sources, "seconds": time.perf_counter() - t0}
@@ -325,7 +341,9 @@ def publish(warehouse: Warehouse, plan: Plan, run_id: str, started_at: datetime 
         order = ", ".join(f'"{c}"' for c in (spec.group_by or []) + (spec.order_by or []))
         con.execute(f"CREATE TABLE {qualified(staging)} AS SELECT * FROM kept{' ORDER BY ' + order if order else ''}")
         rows_out = con.execute(f"SELECT count(*) FROM {qualified(staging)}").fetchone()[0]
-        checks = publication_checks(con, plan, staging, types, rows_out)
+        staged = column_types(con, staging)
+        change = schema_change(column_types(con, target), staged)
+        checks = publication_checks(con, plan, staging, types, staged, change, rows_out)
         published = all(c.passed for c in checks)
         version = audit.next_version(con, target)
         row = {
@@ -353,7 +371,9 @@ def publish(warehouse: Warehouse, plan: Plan, run_id: str, started_at: datetime 
 
             def record(con: duckdb.DuckDBPyConnection) -> None:
                 audit.record_publication(con, row, lineage)
-                audit.log_step(con, spec.name, "synthetic", run_id, started, {"version": version})
+                audit.log_step(
+                    con, spec.name, "synthetic", run_id, started, {"version": version, "schema_change": change}
+                )
 
             swap(con, staging, target, after=record)
         else:
@@ -377,17 +397,36 @@ def publish(warehouse: Warehouse, plan: Plan, run_id: str, started_at: datetime 
         "dropped_by_filters": dropped_by_filters,
         "rows_generated": generated_rows,
         "rows_out": rows_out,
+        "schema_change": change,
         "preview": preview,
     }
 
 
+def schema_change(published: dict[str, str], staged: dict[str, str]) -> dict:
+    """How the staged columns differ from the published table's (empty when equal or never published)."""
+    if not published or published == staged and list(published) == list(staged):
+        return {}
+    change = {
+        "added": [c for c in staged if c not in published],
+        "removed": [c for c in published if c not in staged],
+        "retyped": {c: f"{t} -> {staged[c]}" for c, t in published.items() if c in staged and staged[c] != t},
+    }
+    change = {k: v for k, v in change.items() if v}
+    return change or {"reordered": list(staged)}
+
+
 def publication_checks(
-    con: duckdb.DuckDBPyConnection, plan: Plan, staging: str, types: dict[str, str], rows_out: int
+    con: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    staging: str,
+    types: dict[str, str],
+    staged: dict[str, str],
+    change: dict,
+    rows_out: int,
 ) -> list[Check]:
     """The blocking checks run on the staged rows before they replace the published table."""
     spec = plan.spec
     prepared = names(spec.name)["prepared"]
-    staged = column_types(con, staging)
     mismatched = {c: (types.get(c), staged.get(c)) for c in {*types, *staged} if types.get(c) != staged.get(c)}
     schema_ok = not mismatched and list(staged) == list(types)
     checks = [
@@ -408,6 +447,18 @@ def publication_checks(
             {"rows": rows_out},
         ),
     ]
+    if spec.on_schema_change == "fail":
+        checks.append(
+            Check(
+                "schema_unchanged",
+                not change,
+                "columns and types equal the published table's"
+                if not change
+                else f"columns/types differ from the published synthetic.{spec.name}: {change}; to publish them, "
+                f"set `on_schema_change: publish` for table '{spec.name}' in synth.yaml",
+                {"changes": len(change)},
+            )
+        )
     if spec.mapped_columns:
         unseen = {}
         for group in spec.mapped_columns:

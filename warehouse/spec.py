@@ -11,7 +11,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -75,6 +75,9 @@ class TableSpec(_Strict):
     gates: Gates = Gates()
     evaluation: Evaluation = Evaluation()
     schedule: str | None = Field(None, description="cron expression for scheduled refreshes")
+    on_schema_change: Literal["publish", "fail"] = Field(
+        "publish", description="when columns or types differ from the published table's: publish the change, or fail"
+    )
 
     @field_validator("name")
     @classmethod
