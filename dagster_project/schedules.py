@@ -35,7 +35,8 @@ def schedules(plans: dict[str, Plan]) -> list[dg.ScheduleDefinition]:
             name=f"{name}_schedule",
             job_name=job_name(name),
             cron_schedule=plan.spec.schedule,
-            description=f"Scheduled refresh of synthetic.{name} ({plan.spec.schedule}).",
+            execution_timezone="UTC",
+            description=f"Scheduled refresh of synthetic.{name} ({plan.spec.schedule}, UTC).",
             default_status=dg.DefaultScheduleStatus.STOPPED,
         )
         for name, plan in plans.items()

@@ -36,9 +36,14 @@ def split_holdout(table: pa.Table, config: DataConfig) -> tuple[pa.Table, pa.Tab
     size = holdout_size(n_units, config)
     what = "rows" if gids is None else "groups"
     if n_units - size < MIN_TRAINING_ROWS:
+        remedy = (
+            f"add {what} (at least {MIN_TRAINING_ROWS} are needed)"
+            if size == 0
+            else f"add {what}, or lower data.holdout (0 disables the holdout)"
+        )
         raise DataError(
             f"the table has {n_units} {what}; holding out {size} leaves fewer than {MIN_TRAINING_ROWS} to "
-            "train on: add rows, or lower data.holdout (0 disables the holdout)"
+            f"train on: {remedy}"
         )
     rng = np.random.default_rng(config.random_state)
     held_units = rng.choice(n_units, size=size, replace=False)

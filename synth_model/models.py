@@ -149,6 +149,13 @@ def load_base(name: str, rope_scaling_factor: float, dtype: torch.dtype):
     """The base model and tokenizer behind `training.pretrained_model`, with RoPE scaling applied."""
     kwargs: dict = {}
     path = name
+    if name.startswith(("/", "./", "../", "~")):  # a path, never a hub id
+        path = str(Path(name).expanduser())
+        if not Path(path).is_dir():
+            raise ConfigError(
+                f"training.pretrained_model '{name}' is not a directory; give the folder of a saved causal LM, "
+                f"'tiny' or '{SMOLLM2}'"
+            )
     if name == SMOLLM2:
         gguf = smollm2_gguf()
         path, kwargs["gguf_file"] = str(gguf.parent), gguf.name

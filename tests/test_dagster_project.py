@@ -247,7 +247,7 @@ def test_failing_publication_check_keeps_the_published_table(project, tmp_path):
 
 def test_schedule_requests_the_table_refresh(project):
     schedule = project.defs.resolve_schedule_def("planes_schedule")
-    assert schedule.cron_schedule == "0 3 * * 1"
+    assert schedule.cron_schedule == "0 3 * * 1" and schedule.execution_timezone == "UTC"
     with dg.build_schedule_context(instance=project.instance) as context:
         data = schedule.evaluate_tick(context)
     assert schedule.job_name == "refresh_planes" and len(data.run_requests) == 1

@@ -82,3 +82,12 @@ def test_lora_fit_under_differential_privacy(credit, checkpoint):
     lora = [p for n, p in synth.loaded.model.named_parameters() if "lora_" in n]
     assert lora and all(not hasattr(p, "grad_sample") or p.grad_sample is None for p in lora)  # hooks released
     assert synth.metrics["final_loss"] < synth.metrics["first_loss"]
+
+
+def test_a_missing_model_directory_is_named_without_a_hub_lookup(credit, tmp_path):
+    from synth_model.errors import ConfigError
+
+    missing = tmp_path / "no-such-model"
+    config = {"training": {"pretrained_model": str(missing)}}
+    with pytest.raises(ConfigError, match=f"pretrained_model '{missing}' is not a directory"):
+        Synthesizer(config).fit(credit.slice(0, 100))
