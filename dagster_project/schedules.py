@@ -9,7 +9,7 @@ def job_name(table: str) -> str:
     return f"refresh_{table}"
 
 
-def refresh_jobs(plans: dict[str, Plan]) -> list:
+def refresh_jobs(tables: list[str]) -> list:
     jobs = [
         dg.define_asset_job(
             job_name(name),
@@ -17,12 +17,12 @@ def refresh_jobs(plans: dict[str, Plan]) -> list:
             description=f"Prepare, train (if inputs changed), generate and publish synthetic.{name}.",
             tags={"synth/table": name},
         )
-        for name in plans
+        for name in tables
     ]
     jobs.append(
         dg.define_asset_job(
             "refresh_all",
-            selection=dg.AssetSelection.groups(*plans),
+            selection=dg.AssetSelection.groups(*tables),
             description="Every synthetic table of synth.yaml.",
         )
     )

@@ -6,6 +6,7 @@ cores); later tests rerun parts of it, break it on purpose, and evaluate schedul
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -367,11 +368,22 @@ def test_webserver_launches_a_materialization_over_graphql(project, tmp_path):
     assert latest.column("run_id")[-1].as_py() == run_id
 
 
-def test_a_spec_mistake_stops_the_definitions_from_loading(raw_warehouse, tmp_path):
-    from warehouse.spec import SpecError
-
-    spec = make_project(tmp_path, SPEC.replace("[manufacturer, model]", "[manufacturer, model_name]"))
-    with pytest.raises(
-        SpecError, match=r"synth.yaml:5: table 'planes': mapped_columns names column\(s\) \['model_name'\]"
-    ):
-        build_definitions(spec, raw_warehouse.path)
+def test_a_spec_mistake_fails_only_its_table(raw_warehouse, tmp_path):
+    text = SPEC.replace("[manufacturer, model]", "[manufacturer, model_name]")
+    spec = make_project(tmp_path, text + "  - name: loans\n    source: raw.credit\n    generaton: {num_records: 5}\n")
+    defs = build_definitions(spec, raw_warehouse.path)
+    problems = {
+        "planes": r"synth.yaml:5: table 'planes': mapped_columns names column\(s\) \['model_name'\]",
+        "loans": r"synth.yaml:\d+: table 'loans': unknown key 'generaton'",
+    }
+    for table, problem in problems.items():
+        asset = defs.resolve_assets_def(dg.AssetKey(["synthetic", table]))
+        assert re.search(problem, asset.descriptions_by_key[dg.AssetKey(["synthetic", table])])
+        result = defs.resolve_job_def(f"refresh_{table}").execute_in_process(raise_on_error=False)
+        failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
+        assert not result.success and re.search(problem, failure.user_failure_data.description)
+    # flights is built as usual, with its jobs and the sensor; planes' schedule waits for the fix
+    assert defs.resolve_assets_def(dg.AssetKey(["model", "flights"]))
+    assert {j.name for j in defs.jobs} >= {"refresh_flights", "refresh_planes", "refresh_loans", "refresh_all"}
+    assert [s.name for s in defs.schedules] == [] and [s.name for s in defs.sensors] == ["source_changed"]
+    assert not raw_warehouse.exists("prepared.planes")

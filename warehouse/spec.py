@@ -138,6 +138,7 @@ class Spec(_Strict):
     tables: list[TableSpec]
     path: Path = Path("synth.yaml")
     lines: dict[str, dict[str, int]] = {}
+    broken: dict[str, str] = {}  # table name -> its entry's mistake, when loaded with strict=False
 
     @property
     def root(self) -> Path:
@@ -161,8 +162,12 @@ class Spec(_Strict):
         raise SpecError(f"{self.path} has no table '{name}'; tables: {[t.name for t in self.tables]}")
 
 
-def load_spec(path: str | Path | None = None) -> Spec:
-    """Parse and validate `synth.yaml` (file-level checks only; see `sql_models.validate_spec`)."""
+def load_spec(path: str | Path | None = None, strict: bool = True) -> Spec:
+    """Parse and validate `synth.yaml` (file-level checks only; see `sql_models.validate_spec`).
+
+    With `strict=False` a named table whose entry is wrong goes to `Spec.broken` with its message,
+    so one table's mistake does not stop the others; a file that cannot be read still raises.
+    """
     path = Path(path) if path is not None else default_spec_path()
     if not path.is_file():
         raise SpecError(f"spec file {path} does not exist: create it or set SYNTH_SPEC to your spec's path")
@@ -177,28 +182,36 @@ def load_spec(path: str | Path | None = None) -> Spec:
     unknown = sorted(set(raw) - {"tables"})
     if unknown:
         raise SpecError(f"{path}: unknown top-level key(s) {unknown}; the only key is `tables`")
-    tables = []
+    tables, table_lines, broken = [], [], {}
     for index, entry in enumerate(raw["tables"]):
         name = entry.get("name", f"#{index + 1}") if isinstance(entry, dict) else f"#{index + 1}"
         line_of = lines[index] if index < len(lines) else {}
         try:
             table = TableSpec.model_validate(entry)
             table.engine_config()
-        except ValidationError as err:
-            first = err.errors()[0]
-            key = str(first["loc"][0]) if first["loc"] else ""
-            line = line_of.get(key) or line_of.get("")
-            raise SpecError(
-                f"{path}:{line}: table '{name}': {describe_errors(err, noun='key', show_input=False)}"
-            ) from None
-        except ConfigError as err:
-            raise SpecError(f"{path}:{line_of.get('')}: table '{name}': {err}") from None
+        except (ValidationError, ConfigError) as err:
+            problem = _entry_problem(err, path, name, line_of)
+            if strict or not (isinstance(name, str) and IDENTIFIER.match(name)):
+                raise problem from None
+            broken[name] = str(problem)
+            continue
         tables.append(table)
-    names = [t.name for t in tables]
+        table_lines.append(line_of)
+    names = [t.name for t in tables] + list(broken)
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise SpecError(f"{path}: table name(s) {duplicated} appear more than once; names must be unique")
-    return Spec(tables=tables, path=path, lines={t.name: lines[i] for i, t in enumerate(tables)})
+    return Spec(tables=tables, path=path, lines={t.name: table_lines[i] for i, t in enumerate(tables)}, broken=broken)
+
+
+def _entry_problem(err: ValidationError | ConfigError, path: Path, name: str, line_of: dict[str, int]) -> SpecError:
+    """The error of one table entry, at the line of the key it is about."""
+    if isinstance(err, ConfigError):
+        return SpecError(f"{path}:{line_of.get('')}: table '{name}': {err}")
+    first = err.errors()[0]
+    key = str(first["loc"][0]) if first["loc"] else ""
+    line = line_of.get(key) or line_of.get("")
+    return SpecError(f"{path}:{line}: table '{name}': {describe_errors(err, noun='key', show_input=False)}")
 
 
 def _table_lines(root: yaml.Node | None) -> list[dict[str, int]]:

@@ -200,8 +200,22 @@ def load_filter(spec: Spec, table: TableSpec, name: str, columns: list[str]) -> 
 
 def validate_spec(spec: Spec, warehouse: Warehouse) -> dict[str, Plan]:
     """Check every table against the live warehouse; returns one Plan per table, in spec order."""
+    plans, broken = usable_plans(spec, warehouse)
+    if broken:
+        raise next(iter(broken.values()))
+    return plans
+
+
+def usable_plans(spec: Spec, warehouse: Warehouse) -> tuple[dict[str, Plan], dict[str, SpecError]]:
+    """The Plan of each table that passes the checks, and the error of each that does not."""
+    plans, broken = {}, {}
     with warehouse.connect(read_only=True) as con:
-        return {table.name: _plan(spec, table, con) for table in spec.tables}
+        for table in spec.tables:
+            try:
+                plans[table.name] = _plan(spec, table, con)
+            except SpecError as err:
+                broken[table.name] = err
+    return plans, broken
 
 
 def _plan(spec: Spec, table: TableSpec, con: duckdb.DuckDBPyConnection) -> Plan:
