@@ -89,11 +89,11 @@ def test_no_sql_means_every_source_column(tmp_path, raw_warehouse):
         (("    sql: planes.sql\n", "    sql: planes.sql\n    schedule: daily\n"), ["5-field cron"]),
         (
             ("    sql: planes.sql\n", "    sql: planes.sql\n    training: {lerning_rate: 0.1}\n"),
-            ["table 'planes'", "unknown config key 'training.lerning_rate'"],
+            ["synth.yaml:5:", "table 'planes'", "unknown config key 'training.lerning_rate'"],
         ),
         (
             ("    sql: planes.sql\n", "    sql: planes.sql\n    privacy: {dp_enabled: true, epsilon: -1}\n"),
-            ["table 'planes'", "config key 'privacy.epsilon'"],
+            ["synth.yaml:5:", "table 'planes'", "config key 'privacy.epsilon'"],
         ),
         (
             ("    sql: planes.sql\n", "    sql: planes.sql\n    group_by: manufacturer\n"),
