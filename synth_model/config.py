@@ -53,6 +53,13 @@ class DataConfig(_Section):
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("holdout")
+    @classmethod
+    def _fraction_or_count(cls, value: float) -> float:
+        if value >= 1 and not value.is_integer():
+            raise ValueError("must be a fraction below 1 or a whole number of rows")
+        return value
+
 
 class TinyModelConfig(_Section):
     """Shape of the from-scratch Llama model used when `pretrained_model` is "tiny"."""

@@ -38,6 +38,8 @@ def test_unknown_key_is_named():
         ("generation", "precision", "float16"),
         ("generation", "batch_size", 0),
         ("generation", "workers", 0),
+        ("data", "holdout", 2.5),
+        ("generation", "seed", -1),
     ],
 )
 def test_out_of_range_values_name_the_key(section, key, value):
