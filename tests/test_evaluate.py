@@ -143,3 +143,19 @@ def test_text_structure_similarity_on_real_reviews():
         {"review": [f"Flight {n} to Boston departed from gate {n % 40} at noon." for n in range(300)]}
     )
     assert semantic > 9 and text.measure_semantics(first, flights)["score"] < semantic - 2
+
+
+def test_the_measures_run_openmp_on_one_thread(monkeypatch):
+    """Tiny OpenMP loops on a busy machine can stall at every barrier: the evaluation keeps one thread."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    measure = utility.measure
+
+    def recording(*args):
+        seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp")
+        return measure(*args)
+
+    monkeypatch.setattr(utility, "measure", recording)
+    evaluate(*(pa.Table.from_pandas(d, preserve_index=False) for d in (TRAIN, HOLDOUT, FRESH)), target="sign")
+    assert seen and set(seen) == {1}

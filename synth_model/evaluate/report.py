@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
 from synth_model.evaluate import (
     attribute,
@@ -59,7 +60,22 @@ def evaluate(
     """Quality and privacy of `synthetic` against the real `training` rows and the unseen `holdout`.
 
     With the fit's `pii_report`, PII replay counts the real training PII values found in synthetic rows.
+    OpenMP runs one thread here: the measures' many tiny parallel loops (the utility models' boosting
+    above all) wait at every barrier for a thread the OS has descheduled when the machine is busy,
+    which made one boosting fit take minutes instead of a second (benchmarks/evaluation_threads.py).
     """
+    with threadpool_limits(1, user_api="openmp"):
+        return _evaluate(training, holdout, synthetic, target, quasi_identifiers, pii_report)
+
+
+def _evaluate(
+    training: pa.Table,
+    holdout: pa.Table,
+    synthetic: pa.Table,
+    target: str | None,
+    quasi_identifiers: list[str] | None,
+    pii_report: PiiReport | None,
+) -> dict:
     started = time.perf_counter()
     real, held, synth = frame(training), frame(holdout), frame(synthetic.select(training.column_names))
     encoder = Encoder.fit(real)
