@@ -7,6 +7,8 @@ the resolved config is what gets saved with every artifact.
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -184,7 +186,7 @@ class SynthConfig(_Section):
         try:
             return cls.model_validate(source)
         except ValidationError as err:
-            raise ConfigError("invalid config: " + describe_errors(err)) from None
+            raise ConfigError("invalid config: " + describe_errors(err, model=cls)) from None
 
     def dump(self) -> dict:
         return self.model_dump(mode="json")
@@ -193,14 +195,32 @@ class SynthConfig(_Section):
         path.write_text(yaml.safe_dump(self.dump(), sort_keys=False))
 
 
-def describe_errors(err: ValidationError, noun: str = "config key", show_input: bool = True) -> str:
-    """One line naming every invalid key and what is wrong with it (also used for synth.yaml)."""
+def describe_errors(
+    err: ValidationError, noun: str = "config key", show_input: bool = True, model: type[BaseModel] | None = None
+) -> str:
+    """One line naming every invalid key and what is wrong with it (also used for synth.yaml).
+
+    With the validated `model`, an unknown key is matched against the keys allowed where it stands.
+    """
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown {noun} '{key}': remove it or check its spelling")
+            close = difflib.get_close_matches(str(e["loc"][-1]), _keys_at(model, e["loc"][:-1]), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "remove it or check its spelling"
+            lines.append(f"unknown {noun} '{key}': {hint}")
         else:
             got = f" (got {e.get('input')!r})" if show_input else ""
             lines.append(f"{noun} '{key}': {e['msg'].removeprefix('Value error, ')}{got}")
     return "; ".join(lines)
+
+
+def _keys_at(model: type[BaseModel] | None, path: tuple) -> list[str]:
+    """The field names of the (nested) model that `path` leads to; none when it leads elsewhere."""
+    for part in path:
+        field = model.model_fields.get(str(part)) if model else None
+        if field is None:
+            return []
+        nested = [t for t in (field.annotation, *typing.get_args(field.annotation)) if isinstance(t, type)]
+        model = next((t for t in nested if issubclass(t, BaseModel)), None)
+    return list(model.model_fields) if model else []

@@ -21,6 +21,12 @@ def test_unknown_key_is_named():
         SynthConfig.from_any({"privacy": {"dp_epsilon": 4}})
     with pytest.raises(ConfigError, match=r"unknown config key 'replace_pii.columns'"):
         SynthConfig.from_any({"replace_pii": {"columns": ["email"]}})
+    with pytest.raises(ConfigError, match=r"'training.tiny.hidden_sise': did you mean 'hidden_size'\?"):
+        SynthConfig.from_any({"training": {"tiny": {"hidden_sise": 64}}})
+    with pytest.raises(ConfigError, match=r"unknown config key 'generaton': did you mean 'generation'\?"):
+        SynthConfig.from_any({"generaton": {}})
+    with pytest.raises(ConfigError, match=r"'training.zzz': remove it or check its spelling"):
+        SynthConfig.from_any({"training": {"zzz": 1}})
 
 
 @pytest.mark.parametrize(

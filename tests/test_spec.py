@@ -81,6 +81,7 @@ def test_no_sql_means_every_source_column(tmp_path, raw_warehouse):
     ("change", "expected"),
     [
         (("    sql: planes.sql\n", "    sql: planes.sql\n    epochs: 3\n"), ["synth.yaml:5:", "unknown key 'epochs'"]),
+        (("mapped_columns:", "mapped_column:"), ["synth.yaml:5:", "'mapped_column': did you mean 'mapped_columns'?"]),
         (("source: raw.planes", "source: raw.plane"), ["synth.yaml:3:", "raw.plane is not in the warehouse"]),
         (("source: raw.planes", "source: planes"), ["synth.yaml:3:", "schema.table"]),
         (("[manufacturer, model]", "[manufacturer, modle]"), ["synth.yaml:5:", "['modle']", "'planes'"]),

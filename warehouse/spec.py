@@ -213,7 +213,9 @@ def _entry_problem(err: ValidationError | ConfigError, path: Path, name: str, li
     first = err.errors()[0]
     key = str(first["loc"][0]) if first["loc"] else ""
     line = line_of.get(key) or line_of.get("")
-    return SpecError(f"{path}:{line}: table '{name}': {describe_errors(err, noun='key', show_input=False)}")
+    return SpecError(
+        f"{path}:{line}: table '{name}': {describe_errors(err, noun='key', show_input=False, model=TableSpec)}"
+    )
 
 
 def _table_lines(root: yaml.Node | None) -> list[dict[str, int]]:
