@@ -30,7 +30,7 @@ def build_definitions(
         dg.get_dagster_logger().warning(f"{problem} (table '{name}' is not built until synth.yaml is fixed)")
     assets = [a for plan in plans.values() for a in table_assets(plan)]
     assets += [broken_table_asset(name, problem) for name, problem in broken.items()]
-    jobs = refresh_jobs([t.name for t in spec.tables if t.name in plans] + list(broken))
+    jobs = refresh_jobs([*plans, *broken])
     return dg.Definitions(
         assets=[*source_specs(plans), *assets],
         jobs=jobs,

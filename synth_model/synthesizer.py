@@ -7,9 +7,8 @@ Schema), the model or LoRA adapter with its tokenizer, the real holdout rows and
 from __future__ import annotations
 
 import json
-import os
+import secrets
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -283,10 +282,8 @@ class Synthesizer:
         if self.loaded is None or self.schema is None:
             raise SynthError("nothing to save: call fit() first")
         target = model_folder_target(directory)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        umask = os.umask(0o022)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # as a plain mkdir would (mkdtemp makes it private)
+        staging = target.parent / f".{target.name}.{secrets.token_hex(6)}"
+        staging.mkdir()  # the umask's permissions, where mkdtemp would make the folder private
         try:
             self.config.save(staging / CONFIG_FILE)
             self.schema.save(staging / SCHEMA_FILE)

@@ -182,7 +182,7 @@ def load_spec(path: str | Path | None = None, strict: bool = True) -> Spec:
     unknown = sorted(set(raw) - {"tables"})
     if unknown:
         raise SpecError(f"{path}: unknown top-level key(s) {unknown}; the only key is `tables`")
-    tables, table_lines, broken = [], [], {}
+    tables, table_lines, broken = [], {}, {}
     for index, entry in enumerate(raw["tables"]):
         name = entry.get("name", f"#{index + 1}") if isinstance(entry, dict) else f"#{index + 1}"
         line_of = lines[index] if index < len(lines) else {}
@@ -196,12 +196,12 @@ def load_spec(path: str | Path | None = None, strict: bool = True) -> Spec:
             broken[name] = str(problem)
             continue
         tables.append(table)
-        table_lines.append(line_of)
+        table_lines[table.name] = line_of
     names = [t.name for t in tables] + list(broken)
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise SpecError(f"{path}: table name(s) {duplicated} appear more than once; names must be unique")
-    return Spec(tables=tables, path=path, lines={t.name: table_lines[i] for i, t in enumerate(tables)}, broken=broken)
+    return Spec(tables=tables, path=path, lines=table_lines, broken=broken)
 
 
 def _entry_problem(err: ValidationError | ConfigError, path: Path, name: str, line_of: dict[str, int]) -> SpecError:
