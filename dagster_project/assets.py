@@ -135,6 +135,8 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
             pipeline.train, warehouse.warehouse(), plan, warehouse.models_root(), context.run.run_id, context.log.info
         )
         m = result["metrics"]
+        for doubt in m.get("warnings", []):
+            context.log.warning(f"{name}: {doubt}")
         return dg.MaterializeResult(
             metadata={
                 "model_id": result["model_id"],
@@ -150,6 +152,7 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
                 "parameters": m["parameters"],
                 "device": m["device"],
                 "resolved_config": dg.MetadataValue.json(result["config"]),
+                **({"data_warnings": dg.MetadataValue.json(m["warnings"])} if "warnings" in m else {}),
                 **privacy_metadata(result["pii"], m),
             },
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from dagster_project.assets import broken_table_asset, source_specs, table_assets
+from dagster_project.executor import step_processes
 from dagster_project.resources import WarehouseResource
 from dagster_project.schedules import refresh_jobs, schedules
 from dagster_project.sensors import source_changed_sensor
@@ -36,6 +37,7 @@ def build_definitions(
         jobs=jobs,
         schedules=schedules(plans),
         sensors=[source_changed_sensor(plans, [j for j in jobs if j.name != "refresh_all"])],
+        executor=step_processes,
         resources={"warehouse": WarehouseResource(path=str(warehouse.path), models_dir=str(models_dir))},
     )
 

@@ -6,13 +6,14 @@ synthetic = synth.generate()
 """
 
 from synth_model.config import SynthConfig
-from synth_model.errors import ConfigError, ContextFitError, DataError, GenerationError, SynthError
+from synth_model.errors import ConfigError, ContextFitError, DataError, DataWarning, GenerationError, SynthError
 from synth_model.synthesizer import Synthesizer
 
 __all__ = [
     "ConfigError",
     "ContextFitError",
     "DataError",
+    "DataWarning",
     "GenerationError",
     "SynthConfig",
     "SynthError",

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from pydantic import ValidationError
 
 from synth_model.config import SynthConfig
-from synth_model.errors import SynthError
+from synth_model.errors import DataWarning, SynthError
 from synth_model.synthesizer import Synthesizer, model_folder_target
 from synth_model.tables import output_file, read_input, write_output
 
@@ -100,11 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        print(args.run(args))
-    except (SynthError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        other = warnings.showwarning
+        warnings.showwarning = lambda message, category, *where: (
+            print(f"warning: {message}", file=sys.stderr)
+            if issubclass(category, DataWarning)
+            else other(message, category, *where)
+        )
+        try:
+            print(args.run(args))
+        except (SynthError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -19,3 +19,7 @@ class ContextFitError(SynthError):
 
 class GenerationError(SynthError):
     """Generation stopped because the model keeps producing invalid records."""
+
+
+class DataWarning(UserWarning):
+    """The input can be used, but probably not as meant (numbers stored as text, ...)."""

@@ -168,6 +168,37 @@ def _infer_string(values: pa.ChunkedArray, base: dict) -> ColumnRule:
     return ColumnRule(kind="text", **length, **base)
 
 
+NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+MIN_NUMBER_SHARE = 0.9  # a text column with at least this share of numbers (but not all) gets a warning
+
+
+def numbers_learned_as_text(table: pa.Table, schema: TableSchema) -> list[str]:
+    """Warnings for text columns that hold mostly numbers: a few stray strings ('n/a', '-') turn a
+    number column into text, whose values the model then copies as strings instead of learning a
+    distribution. Category columns keep their values exactly and are left alone."""
+    found = []
+    for rule in schema.columns:
+        if rule.kind not in ("identifier", "text"):
+            continue
+        column = table.column(rule.name)
+        values = column.drop_null()
+        numeric = pc.match_substring_regex(values, NUMBER)
+        share = pc.sum(numeric).as_py() / len(values)
+        if not MIN_NUMBER_SHARE <= share < 1:
+            continue
+        others = pc.value_counts(values.filter(pc.invert(numeric))).to_pylist()
+        others.sort(key=lambda c: -c["counts"])
+        first = pc.index(column, others[0]["values"]).as_py()
+        shown = ", ".join(f"{c['values']!r} ({c['counts']} row{'s' * (c['counts'] > 1)})" for c in others[:3])
+        sql_name = rule.name if re.fullmatch(r"[A-Za-z_]\w*", rule.name) else '"' + rule.name.replace('"', '""') + '"'
+        found.append(
+            f"column '{rule.name}' is learned as text, though {share:.1%} of its values are numbers; the others "
+            f"are {shown}{', ...' if len(others) > 3 else ''}, first in row {first}: to learn it as a number, "
+            f"make those values NULL (in SQL: TRY_CAST({sql_name} AS DOUBLE))"
+        )
+    return found
+
+
 def _decimals(values: pa.ChunkedArray) -> int:
     """The most decimals any value needs (0 when every value is whole)."""
     for d in range(MAX_DECIMALS + 1):

@@ -10,6 +10,7 @@ import json
 import secrets
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from safetensors import SafetensorError
 
 from synth_model import models
 from synth_model.config import SynthConfig
-from synth_model.errors import DataError, SynthError
+from synth_model.errors import DataError, DataWarning, SynthError
 from synth_model.generate import GenerationResult, default_batch_size, generate_records
 from synth_model.groups import BEGIN, END, GroupRules, KeyFactory, cap_groups, learn_keys, load_keys, save_keys
 from synth_model.holdout import group_ids, split_holdout
@@ -37,7 +38,7 @@ from synth_model.records import (
     sequence_len,
     unit_token_cap,
 )
-from synth_model.schema import TableSchema, infer_schema
+from synth_model.schema import TableSchema, infer_schema, numbers_learned_as_text
 from synth_model.tables import writable_parent
 from synth_model.train import ProgressFn, train
 
@@ -98,6 +99,9 @@ class Synthesizer:
         table = as_arrow(table)
         _check_columns(table, cfg)
         schema = infer_schema(table)
+        doubts = numbers_learned_as_text(table, schema)
+        for doubt in doubts:
+            warnings.warn(doubt, DataWarning, stacklevel=2)
         group_by = cfg.data.group_training_examples_by
         table = _with_units(_ordered(table, cfg), cfg)
         train_rows, holdout = split_holdout(table, cfg.data)
@@ -191,6 +195,7 @@ class Synthesizer:
             ),
             "fit_seconds": time.perf_counter() - started,
             "device": str(device),
+            **({"warnings": doubts} if doubts else {}),
         }
         return self
 

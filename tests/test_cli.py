@@ -4,6 +4,7 @@ import json
 import re
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -90,6 +91,24 @@ def test_duckdb_input(credit, tmp_path, capsys):
     config.write_text(SMALL)
     assert main(["train", f"duckdb:{db}:raw.credit", "--config", str(config), "--output", str(tmp_path / "m")]) == 0
     assert pq.read_table(tmp_path / "m" / "holdout.parquet").schema == credit.schema
+
+
+def test_train_warns_of_numbers_stored_as_text(credit, tmp_path, capsys):
+    import pyarrow.csv as pacsv
+
+    rows = credit.slice(0, 300)
+    assert rows.column("Price").null_count == 0
+    price = [str(v) if i % 50 else "unknown" for i, v in enumerate(rows.column("Price").to_pylist())]
+    path = tmp_path / "credit.csv"
+    pacsv.write_csv(rows.set_column(rows.column_names.index("Price"), "Price", pa.array(price)), path)
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL)
+    assert main(["train", str(path), "--config", str(config), "--output", str(tmp_path / "m")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("warning: column 'Price' is learned as text, though 98.0% of its values are")
+    assert "'unknown' (6 rows), first in row 0" in captured.err and "trained on" in captured.out
+    metrics = json.loads((tmp_path / "m" / "training_metrics.json").read_text())
+    assert metrics["warnings"] == [captured.err.splitlines()[0].removeprefix("warning: ")]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ cores); later tests rerun parts of it, break it on purpose, and evaluate schedul
 """
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -298,6 +299,16 @@ def test_definitions_snapshot(raw_warehouse):
     assert snapshot == json.loads(SNAPSHOT.read_text())
 
 
+def test_steps_fork_from_a_preloaded_server_unless_told_to_spawn(raw_warehouse):
+    """Launched runs (UI, schedules, sensors, `dagster job execute`) fork each step from a server that
+    imported the project once; a run's config can still ask for spawned steps."""
+    job = build_definitions(REPO / "synth.yaml", raw_warehouse.path).resolve_job_def("refresh_planes")
+    default = dg.validate_run_config(job, {})["execution"]["step_processes"]
+    assert default["start_method"] == {"forkserver": {"preload_modules": ["dagster_project.definitions"]}}
+    spawn = dg.validate_run_config(job, {"execution": {"config": {"start_method": {"spawn": {}}}}})
+    assert spawn["execution"]["step_processes"]["start_method"] == {"spawn": {}}
+
+
 def free_port() -> int:
     import socket
 
@@ -387,3 +398,24 @@ def test_a_spec_mistake_fails_only_its_table(raw_warehouse, tmp_path):
     assert {j.name for j in defs.jobs} >= {"refresh_flights", "refresh_planes", "refresh_loans", "refresh_all"}
     assert [s.name for s in defs.schedules] == [] and [s.name for s in defs.sensors] == ["source_changed"]
     assert not raw_warehouse.exists("prepared.planes")
+
+
+def test_numbers_stored_as_text_are_warned_of_in_the_model_step(raw_warehouse, tmp_path):
+    with raw_warehouse.connect() as con:
+        con.sql(
+            "CREATE TABLE raw.loans AS SELECT * REPLACE (CASE WHEN row_number() OVER () % 50 = 0 THEN 'unknown' "
+            "ELSE Price::VARCHAR END AS Price) FROM (FROM raw.credit LIMIT 300)"
+        )
+    small = "{hidden_size: 64, num_layers: 1, num_heads: 2}"
+    training = f"{{num_input_records_to_sample: 300, tiny: {small}}}"
+    spec = make_project(tmp_path, f"tables:\n  - {{name: loans, source: raw.loans, training: {training}}}\n")
+    defs = build_definitions(spec, raw_warehouse.path, tmp_path / "models")
+    instance = dg.DagsterInstance.ephemeral()
+    selection = [dg.AssetKey(["prepared", "loans"]), dg.AssetKey(["model", "loans"])]
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(selection))
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    warned = latest_metadata(instance, "model", "loans")["data_warnings"].value
+    assert len(warned) == 1 and warned[0].startswith("column 'Price' is learned as text, though")
+    logged = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    assert f"loans: {warned[0]}" in logged

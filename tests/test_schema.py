@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from synth_model import DataError
-from synth_model.schema import TableSchema, infer_schema
+from synth_model.schema import TableSchema, infer_schema, numbers_learned_as_text
 
 
 def _table(n=100):
@@ -67,3 +67,25 @@ def test_bad_tables_are_refused_with_the_column_named():
         infer_schema(pa.table({"tags": pa.array([[1], [2]])}))
     with pytest.raises(DataError, match="'gone' is entirely null"):
         infer_schema(pa.table({"a": [1, 2], "gone": pa.array([None, None], pa.float64())}))
+
+
+def test_a_number_column_with_stray_strings_is_named_with_the_strays():
+    numbers = [f"{1000 + 2.5 * i}" for i in range(300)]
+    table = pa.table(
+        {
+            "income": numbers[:290] + ["n/a"] * 6 + ["-"] * 3 + ["?"] + [None] * 5,
+            "zip code": [f"{i:05d}" for i in range(300)] + ["none"] * 5,
+            "account": [f"{i:06d}" for i in range(305)],  # every value a number: a genuine identifier
+            "grade": ["1", "2", "3", "x", "2"] * 61,  # a category keeps its values exactly
+            "words": [f"value {i}" for i in range(305)],
+        }
+    )
+    found = numbers_learned_as_text(table, infer_schema(table))
+    assert found == [
+        "column 'income' is learned as text, though 96.7% of its values are numbers; the others are "
+        "'n/a' (6 rows), '-' (3 rows), '?' (1 row), first in row 290: to learn it as a number, make those "
+        "values NULL (in SQL: TRY_CAST(income AS DOUBLE))",
+        "column 'zip code' is learned as text, though 98.4% of its values are numbers; the others are "
+        "'none' (5 rows), first in row 300: to learn it as a number, make those values NULL "
+        '(in SQL: TRY_CAST("zip code" AS DOUBLE))',
+    ]
