@@ -186,7 +186,9 @@ class SynthConfig(_Section):
         try:
             return cls.model_validate(source)
         except ValidationError as err:
-            raise ConfigError("invalid config: " + describe_errors(err, model=cls)) from None
+            loc = err.errors()[0]["loc"]
+            section = str(loc[0]) if loc else None
+            raise ConfigError("invalid config: " + describe_errors(err, model=cls), section) from None
 
     def dump(self) -> dict:
         return self.model_dump(mode="json")

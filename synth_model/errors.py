@@ -6,7 +6,14 @@ class SynthError(Exception):
 
 
 class ConfigError(SynthError):
-    """The configuration has an unknown key, a wrong type or an out-of-range value."""
+    """The configuration has an unknown key, a wrong type or an out-of-range value.
+
+    `section` names the config section at fault ('training', ...) where one is, so a file that
+    embeds the config (synth.yaml) can point at that section's line."""
+
+    def __init__(self, message: str, section: str | None = None):
+        super().__init__(message)
+        self.section = section
 
 
 class DataError(SynthError):

@@ -207,8 +207,7 @@ def load_spec(path: str | Path | None = None, strict: bool = True) -> Spec:
 def _entry_problem(err: ValidationError | ConfigError, path: Path, name: str, line_of: dict[str, int]) -> SpecError:
     """The error of one table entry, at the line of the key it is about."""
     if isinstance(err, ConfigError):
-        section = re.search(r"config key '(\w+)\.", str(err))  # e.g. 'training.learning_rat': its section's line
-        line = line_of.get(section.group(1) if section else "") or line_of.get("")
+        line = line_of.get(err.section or "") or line_of.get("")
         return SpecError(f"{path}:{line}: table '{name}': {err}")
     first = err.errors()[0]
     key = str(first["loc"][0]) if first["loc"] else ""
