@@ -31,7 +31,7 @@ from synth_model.synthesizer import MODEL_FORMAT
 from warehouse import audit
 from warehouse.spec import digest
 from warehouse.sql_models import Plan
-from warehouse.store import Warehouse, qualified, staging_name, swap, table_checksum
+from warehouse.store import Warehouse, catalog_of, in_catalog, qualified, staging_name, swap, table_checksum
 from warehouse.transforms import (
     DIALECT,
     concat_expr,
@@ -111,13 +111,14 @@ def prepare(warehouse: Warehouse, plan: Plan, run_id: str) -> dict:
     t0 = time.perf_counter()
     prep, spec = plan.preparation, plan.spec
     target = names(spec.name)["prepared"]
-    missing = [name for name in prep.sources if not warehouse.exists(name)]
-    if missing:
-        raise DataError(
-            f"table '{spec.name}': source table(s) {missing} are no longer in the warehouse (they were when the "
-            "definitions loaded): load them again, or change synth.yaml and reload the definitions"
-        )
     with warehouse.connect(read_only=True) as con:
+        catalog = catalog_of(con)
+        missing = [name for name in prep.sources if not in_catalog(catalog, name)]
+        if missing:
+            raise DataError(
+                f"table '{spec.name}': source table(s) {missing} are no longer in the warehouse (they were when "
+                "the definitions loaded): load them again, or change synth.yaml and reload the definitions"
+            )
         sources = {name: table_checksum(con, name) for name in prep.sources}
 
     def check(con: duckdb.DuckDBPyConnection, staging: str) -> None:

@@ -19,7 +19,7 @@ from sqlglot.lineage import lineage
 from sqlglot.optimizer.qualify import qualify
 
 from warehouse.spec import Spec, SpecError, TableSpec, digest
-from warehouse.store import Warehouse, catalog_of
+from warehouse.store import Warehouse, catalog_of, in_catalog
 from warehouse.store import qualified as qualified_name
 from warehouse.transforms import DIALECT, mapped_name, table_ref
 
@@ -259,8 +259,7 @@ def _plan(spec: Spec, table: TableSpec, con: duckdb.DuckDBPyConnection) -> Plan:
 
 def _require_table(table: TableSpec, catalog: Catalog, where: str) -> None:
     name = table.source
-    schema, short = name.split(".")
-    if short not in catalog.get(schema, {}):
+    if not in_catalog(catalog, name):
         known = sorted(f"{s}.{t}" for s, tables in catalog.items() for t in tables if s == "raw") or ["(none)"]
         raise SpecError(
             f"{where}: table '{table.name}': source table {name} is not in the warehouse; raw tables: {known}. "

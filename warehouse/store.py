@@ -81,8 +81,7 @@ class Warehouse:
             return catalog_of(con)
 
     def exists(self, name: str) -> bool:
-        schema, table = name.split(".")
-        return self.path.is_file() and table in self.catalog().get(schema, {})
+        return self.path.is_file() and in_catalog(self.catalog(), name)
 
     def read(self, query: str) -> pa.Table:
         with self.connect(read_only=True) as con:
@@ -147,6 +146,12 @@ def table_checksum(con: duckdb.DuckDBPyConnection, name: str) -> dict:
     query = f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {qualified(name)} t"
     rows, total = con.execute(query).fetchone()
     return {"rows": int(rows), "checksum": f"{int(total) % 2**64:016x}"}
+
+
+def in_catalog(catalog: dict[str, dict], name: str) -> bool:
+    """Whether `schema.table` is in a `catalog_of` result."""
+    schema, table = name.split(".")
+    return table in catalog.get(schema, {})
 
 
 def catalog_of(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, dict[str, str]]]:
