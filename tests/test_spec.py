@@ -89,6 +89,14 @@ def test_no_sql_means_every_source_column(tmp_path, raw_warehouse):
         (("[planes_single_engine_seats.sql]", "[nope.sql]"), ["synth.yaml:7:", "nope.sql does not exist"]),
         (("    sql: planes.sql\n", "    sql: planes.sql\n    schedule: daily\n"), ["5-field cron"]),
         (
+            ("    sql: planes.sql\n", "    sql: planes.sql\n    schedule: '99 3 * * MON-FRI'\n"),
+            ["synth.yaml:5:", "cron field minute '99' is not valid: use *, numbers 0-59"],
+        ),
+        (
+            ("    sql: planes.sql\n", "    sql: planes.sql\n    schedule: '0 3 * * FOO'\n"),
+            ["synth.yaml:5:", "cron field day of week 'FOO' is not valid", "names SUN-SAT"],
+        ),
+        (
             ("    sql: planes.sql\n", "    sql: planes.sql\n    training: {lerning_rate: 0.1}\n"),
             ["synth.yaml:5:", "table 'planes'", "unknown config key 'training.lerning_rate'"],
         ),
@@ -155,4 +163,7 @@ def test_duplicate_names_and_empty_specs_are_refused(tmp_path):
         load_spec(path)
     path.write_text("tables:\n  - {name: a, source: raw.x}\n  - {name: a, source: raw.y}\n")
     with pytest.raises(SpecError, match=r"\['a'\] appear more than once"):
+        load_spec(path)
+    path.write_text("tables:\n  - {name: small, source: raw.x}\n  - {name: SMALL, source: raw.y}\n")
+    with pytest.raises(SpecError, match=r"\['small'\] appear more than once \(names ignore case"):
         load_spec(path)

@@ -20,7 +20,16 @@ from synth_model.config import SynthConfig, describe_errors
 from synth_model.errors import ConfigError, SynthError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")
+CRON_PART = re.compile(r"^(\*|(\w+)(-(\w+))?)(/(\d+))?$")
+MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
+CRON_FIELDS = [  # name, lowest, highest, names counted from the lowest value
+    ("minute", 0, 59, []),
+    ("hour", 0, 23, []),
+    ("day of month", 1, 31, []),
+    ("month", 1, 12, MONTHS),
+    ("day of week", 0, 7, DAYS),
+]
 
 
 class SpecError(SynthError):
@@ -116,8 +125,15 @@ class TableSpec(_Strict):
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
             fields = value.split()
-            if len(fields) != 5 or not all(CRON_FIELD.match(f) for f in fields):
+            if len(fields) != 5:
                 raise ValueError("must be a 5-field cron expression, e.g. '0 3 * * *'")
+            for text, (name, low, high, names) in zip(fields, CRON_FIELDS, strict=True):
+                if not all(_cron_part_ok(part, low, high, names) for part in text.split(",")):
+                    raise ValueError(
+                        f"cron field {name} '{text}' is not valid: use *, numbers {low}-{high}"
+                        + (f" or names {names[0]}-{names[-1]}" if names else "")
+                        + ", ranges a-b, lists a,b and steps */n"
+                    )
         return value
 
     @model_validator(mode="after")
@@ -197,11 +213,29 @@ def load_spec(path: str | Path | None = None, strict: bool = True) -> Spec:
             continue
         tables.append(table)
         table_lines[table.name] = line_of
-    names = [t.name for t in tables] + list(broken)
+    names = [n.lower() for n in [t.name for t in tables] + list(broken)]  # DuckDB names ignore case
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise SpecError(f"{path}: table name(s) {duplicated} appear more than once; names must be unique")
+        raise SpecError(
+            f"{path}: table name(s) {duplicated} appear more than once (names ignore case, as DuckDB's do); "
+            "names must be unique"
+        )
     return Spec(tables=tables, path=path, lines=table_lines, broken=broken)
+
+
+def _cron_part_ok(part: str, low: int, high: int, names: list[str]) -> bool:
+    match = CRON_PART.match(part)
+    if not match:
+        return False
+    numbers = []
+    for value in (v for v in (match.group(2), match.group(4)) if v is not None):
+        if value.upper() in names:
+            numbers.append(low + names.index(value.upper()))
+        elif value.isdigit():
+            numbers.append(int(value))
+        else:
+            return False
+    return all(low <= n <= high for n in numbers) and numbers == sorted(numbers) and match.group(6) != "0"
 
 
 def _entry_problem(err: ValidationError | ConfigError, path: Path, name: str, line_of: dict[str, int]) -> SpecError:
