@@ -120,7 +120,7 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
     if pa.types.is_integer(typ):
         mm = pc.min_max(values)
         return ColumnRule(kind="integer", minimum=mm["min"].as_py(), maximum=mm["max"].as_py(), **base)
-    if pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+    if pa.types.is_floating(typ):
         values = values.cast(pa.float64())
         not_finite = pc.indices_nonzero(pc.invert(pc.fill_null(pc.is_finite(column.cast(pa.float64())), True)))
         if len(not_finite):
@@ -128,8 +128,6 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
                 f"column '{name}' holds {len(not_finite)} infinite or NaN value(s) (first in row "
                 f"{not_finite[0].as_py()}): make them NULL or finite numbers before training"
             )
-        if pa.types.is_decimal(typ):
-            base["arrow_type"] = "double"
         mm = pc.min_max(values)
         return ColumnRule(
             kind="float",

@@ -126,3 +126,15 @@ def test_a_schema_change_is_recorded_or_refused(tmp_path, raw_warehouse):
     assert result["published"] and result["schema_change"] == {"removed": ["c"], "retyped": {"b": "BIGINT -> VARCHAR"}}
     recorded = raw_warehouse.scalar("SELECT details FROM meta.steps WHERE step = 'synthetic' AND run_id = 'run-3'")
     assert json.loads(recorded)["schema_change"] == result["schema_change"]
+
+
+def test_a_decimal_column_is_learned_as_a_number_and_published_as_decimal(tmp_path, raw_warehouse):
+    raw_warehouse.write(
+        "raw.t", "SELECT manufacturer AS a, seats AS b, (year / 7)::DECIMAL(10, 2) AS c FROM raw.planes LIMIT 300"
+    )
+    plan = small_plan(tmp_path, raw_warehouse)
+    refresh(raw_warehouse, plan, tmp_path / "models", "run-1")
+    with raw_warehouse.connect(read_only=True) as con:
+        types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE synthetic.t)").fetchall())
+        rows, scale_ok = con.execute("SELECT count(*), bool_and(c * 100 = round(c * 100)) FROM synthetic.t").fetchone()
+    assert types["c"] == "DECIMAL(10,2)" and rows > 0 and scale_ok
