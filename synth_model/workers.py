@@ -10,7 +10,9 @@ the calling process.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import pickle
 import signal
 import sys
@@ -29,6 +31,7 @@ T = TypeVar("T")
 Report = Callable[[int], None]  # a worker's valid records so far
 Task = Callable[[Report], T]
 
+PR_SET_PDEATHSIG = 1  # Linux prctl option: a signal for this process when its parent exits
 MIN_SHARE = 250  # units (records, or groups) per worker below which `workers: auto` starts fewer
 REPORT_EVERY_S = 0.2  # a worker's progress messages, at most this often
 
@@ -86,7 +89,7 @@ def run_forked(tasks: list[Task], report: Report) -> list[T]:
     try:
         for i, task in enumerate(tasks):
             receive, send = context.Pipe(duplex=False)
-            proc = context.Process(target=_child, args=(task, send), name=f"synth-sampler-{i}")
+            proc = context.Process(target=_child, args=(task, send, os.getpid()), name=f"synth-sampler-{i}")
             proc.start()
             send.close()
             procs.append(proc)
@@ -124,8 +127,9 @@ def run_forked(tasks: list[Task], report: Report) -> list[T]:
             proc.join()
 
 
-def _child(task: Task, send: Connection) -> None:
+def _child(task: Task, send: Connection, parent: int) -> None:
     """In the forked process: one thread (see the module's note), throttled progress, then the result or the error."""
+    _die_with(parent)
     torch.set_num_threads(1)
     last = 0.0
 
@@ -141,6 +145,14 @@ def _child(task: Task, send: Connection) -> None:
         send.send(("error", _sendable(err)))
     finally:
         send.close()
+
+
+def _die_with(parent: int) -> None:
+    """A parent killed by a signal (a cancelled run, `kill`) never reaches its `finally`: have Linux
+    kill this worker when the parent exits, and leave now if it already has."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _sendable(err: BaseException) -> BaseException:

@@ -124,3 +124,29 @@ def test_two_workers_generate_one_table_of_valid_records(fitted_credit):
     assert result.table.equals(again)  # the same seed and workers, the same records
     first, second = result.table.slice(0, 200).to_pylist(), result.table.slice(200, 200).to_pylist()
     assert first != second  # the workers draw independent streams, not copies
+
+
+def test_workers_stop_when_the_parent_is_killed():
+    """A scheduler cancelling a run kills the sampling process; its workers must not keep running."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = (
+        "import time\nfrom synth_model.workers import run_forked\n"
+        "def forever(report):\n    while True:\n        report(1)\n        time.sleep(0.05)\n"
+        "run_forked([forever, forever], lambda n: print('progress', n, flush=True))\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().startswith("progress")
+        workers = psutil.Process(parent.pid).children()
+        assert len(workers) == 2
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(30)
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert alive == []
+    finally:
+        for proc in psutil.Process().children(recursive=True):
+            proc.kill()
