@@ -3,7 +3,7 @@
 Each row may only emit what the grammar allows next: compact JSON with the columns in order,
 category values from their domain, numbers of the right kind within the learned range and with
 at most the learned decimals (non-negative columns), strings within the learned lengths (and character classes for
-identifiers), ISO dates, null only where the column had nulls; grouped tables add the marker
+identifiers), ISO dates in the learned months, null only where the column had nulls; grouped tables add the marker
 lines around one or more records. After the unit's final newline only the end token is allowed.
 Each sampled token is checked against its row's matcher; only rows whose token was refused get a
 mask (computed in llguidance's Rust threads, applied to the logits as -inf) and a second draw.
@@ -11,6 +11,7 @@ mask (computed in llguidance's Rust threads, applied to the logits as -inf) and 
 
 from __future__ import annotations
 
+import calendar
 import json
 
 import llguidance
@@ -22,7 +23,15 @@ from synth_model.errors import ConfigError
 from synth_model.groups import BEGIN, END
 from synth_model.schema import ColumnRule, TableSchema
 
-DATETIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([+-][0-9]{2}:[0-9]{2})?$"
+DAYS = {
+    28: "(0[1-9]|1[0-9]|2[0-8])",
+    29: "(0[1-9]|[12][0-9])",
+    30: "(0[1-9]|[12][0-9]|30)",
+    31: "(0[1-9]|[12][0-9]|3[01])",
+}
+TIME = " ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{6})?"  # isoformat(sep=" "): microseconds when set
+OFFSET = "[+-][0-9]{2}:[0-9]{2}"
+MAX_LISTED_YEARS = 50  # learned months listed year by year up to this span, else any year and month
 COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
 
 
@@ -40,15 +49,35 @@ def column_schema(rule: ColumnRule) -> dict:
         # signed columns leave the decimals to the record validator.
         if rule.decimals is not None and rule.minimum is not None and rule.minimum >= 0:
             value["multipleOf"] = float(f"1e-{rule.decimals}")
-    elif rule.kind == "date":
-        value = {"type": "string", "format": "date"}
-    elif rule.kind == "datetime":
-        value = {"type": "string", "pattern": DATETIME}
+    elif rule.kind in ("date", "datetime"):
+        value = {"type": "string", "pattern": temporal_pattern(rule)}
     else:
         value = {"type": "string", "minLength": rule.min_length, "maxLength": rule.max_length}
         if rule.pattern:
             value["pattern"] = rule.pattern  # anchored: an unanchored JSON Schema pattern matches any substring
     return value if rule.required else {"anyOf": [value, {"type": "null"}]}
+
+
+def temporal_pattern(rule: ColumnRule) -> str:
+    """Dates and datetimes as `records.rows_to_texts` writes them: a month within the learned ones,
+    days that month has, real hours, minutes and seconds, and a UTC offset only for time-zone-aware
+    columns. (The learned range's first and last days are left to the validator.)"""
+    low, high = str(rule.minimum), str(rule.maximum)
+    first, last = int(low[:4]), int(high[:4])
+    if last - first < MAX_LISTED_YEARS:
+        spans = []
+        for year in range(first, last + 1):
+            by_length: dict[int, list[str]] = {}
+            for month in range(int(low[5:7]) if year == first else 1, (int(high[5:7]) if year == last else 12) + 1):
+                by_length.setdefault(calendar.monthrange(year, month)[1], []).append(f"{month:02d}")
+            months = "|".join(f"({'|'.join(ms)})-{DAYS[length]}" for length, ms in by_length.items())
+            spans.append(f"{year:04d}-({months})")
+        date = "(" + "|".join(spans) + ")"
+    else:
+        date = f"[0-9]{{4}}-((01|03|05|07|08|10|12)-{DAYS[31]}|(04|06|09|11)-{DAYS[30]}|02-{DAYS[29]})"
+    if rule.kind == "date":
+        return f"^{date}$"
+    return f"^{date}{TIME}{OFFSET if 'tz=' in rule.arrow_type else ''}$"
 
 
 def record_schema(schema: TableSchema) -> dict:

@@ -31,6 +31,10 @@ def every_kind() -> pa.Table:
             "income": [float(1000 * (i % 7)) if i % 9 else None for i in range(n)],
             "joined": [dt.date(2020, 1, 1) + dt.timedelta(days=3 * i) for i in range(n)],
             "seen_at": [dt.datetime(2024, 5, 1, 8, 30) + dt.timedelta(minutes=97 * i) for i in range(n)],
+            "synced": pa.array(
+                [dt.datetime(2023, 12, 31, tzinfo=dt.UTC) + dt.timedelta(hours=7 * i) for i in range(n)],
+                pa.timestamp("us", tz="UTC"),
+            ),
             "active": [i % 3 == 0 for i in range(n)],
             "plan": [["basic", "pro", None][i % 3] for i in range(n)],
             "note": [f'called {i} times, said "ok"' for i in range(n)],
@@ -55,7 +59,10 @@ def test_the_schema_kinds_become_json_schema(every_kind):
     assert rules["rate"]["type"] == "number" and rules["rate"]["multipleOf"] == 0.01
     assert "multipleOf" not in rules["score"]  # signed: decimals left to the validator (llguidance 1.7)
     assert rules["income"] == {"anyOf": [{"type": "integer", "minimum": 0.0, "maximum": 6000.0}, {"type": "null"}]}
-    assert rules["joined"] == {"type": "string", "format": "date"}
+    # the learned months, 2020-01-01..06-28, with the days each has
+    days = "(0[1-9]|[12][0-9]|3[01])", "(0[1-9]|[12][0-9])", "(0[1-9]|[12][0-9]|30)"
+    joined = f"^(2020-((01|03|05)-{days[0]}|(02)-{days[1]}|(04|06)-{days[2]}))$"
+    assert rules["joined"] == {"type": "string", "pattern": joined}
     assert rules["active"] == {"type": "boolean"}
     assert rules["plan"] == {"anyOf": [{"enum": ["basic", "pro"]}, {"type": "null"}]}
     assert rules["id"]["pattern"] == "^[0-9A-Z]+$" and rules["id"]["maxLength"] == 6
@@ -86,6 +93,13 @@ def test_every_training_record_is_admitted(every_kind):
         ({"active": None}, "null where the column never was"),
         ({"joined": "2020-13-01"}, "not a date"),
         ({"seen_at": "2024-05-01T08:30:00"}, "not the learned datetime form"),
+        ({"seen_at": "2024-13-01 08:30:00"}, "month 13"),
+        ({"seen_at": "2024-05-01 24:30:00"}, "hour 24"),
+        ({"seen_at": "2024-05-01 08:30:00+02:00"}, "an offset on a column without a time zone"),
+        ({"joined": "2019-12-31"}, "a year before the learned ones"),
+        ({"joined": "2020-07-01"}, "a month after the learned ones"),
+        ({"joined": "2020-02-30"}, "a day February does not have"),
+        ({"synced": "2024-01-01 07:00:00"}, "no offset on a column with a time zone"),
         ({"id": "ab0001"}, "characters the identifiers never had"),
         ({"id": "AB00001"}, "longer than any identifier"),
     ],
