@@ -400,6 +400,13 @@ def _check_columns(table: pa.Table, cfg: SynthConfig) -> None:
             raise DataError(
                 f"data.{key} names column(s) {missing} that the table does not have; available: {table.column_names}"
             )
+    for column in cfg.data.group_training_examples_by or []:
+        if nulls := table.column(column).null_count:
+            raise DataError(
+                f"group column '{column}' (group_by, data.group_training_examples_by) is NULL in {nulls} row(s), "
+                f"which would be learned as one entity: drop those rows or give them keys (e.g. WHERE {column} "
+                "IS NOT NULL in the preparation SQL)"
+            )
 
 
 def _ordered(table: pa.Table, cfg: SynthConfig) -> pa.Table:

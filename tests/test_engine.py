@@ -97,3 +97,10 @@ def test_a_dataframe_column_of_mixed_types_is_a_clear_error():
     frame = pd.DataFrame({"age": [31, "unknown", 45] * 10, "city": ["Oslo", "Rome", "Paris"] * 10})
     with pytest.raises(SynthError, match="Conversion failed for column age.*give each column one type"):
         Synthesizer().fit(frame)
+
+
+def test_null_group_keys_are_refused_before_training():
+    table = pa.table({"plane": ["N1", None, "N2", None] * 10, "hours": list(range(40))})
+    config = {"data": {"group_training_examples_by": "plane"}}
+    with pytest.raises(SynthError, match=r"group column 'plane' .* is NULL in 20 row\(s\), which would be learned"):
+        Synthesizer(config).fit(table)
