@@ -108,6 +108,10 @@ def test_no_sql_means_every_source_column(tmp_path, raw_warehouse):
             ("    sql: planes.sql\n", "    sql: planes.sql\n    group_by: manufacturer\n"),
             ["both mapped and used to group"],
         ),
+        (
+            ("    sql: planes.sql\n", "    sql: planes.sql\n    group_by: year\n    evaluation: {target: year}\n"),
+            ["evaluation names the group_by column(s) ['year'], which are made afresh"],
+        ),
     ],
 )
 def test_spec_mistakes_name_the_line_and_table(tmp_path, raw_warehouse, change, expected):
