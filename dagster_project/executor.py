@@ -7,6 +7,7 @@ every step from it. The run config keeps Dagster's multiprocess shape, so `start
 in the launchpad goes back to spawning; platforms without a forkserver spawn by default.
 """
 
+import importlib.util
 import multiprocessing
 
 import dagster as dg
@@ -35,5 +36,22 @@ STEP_PROCESS_CONFIG = {
 
 @dg.configured(dg.multiprocess_executor, config_schema=STEP_PROCESS_CONFIG)
 def step_processes(config: dict) -> dict:
-    """Dagster's multiprocess executor, starting steps from a preloaded forkserver by default."""
+    """Dagster's multiprocess executor, starting steps from a preloaded forkserver by default.
+
+    Checks what Dagster leaves unchecked: a `max_concurrent` below 1 would start no step and wait
+    forever, and a forkserver skips a preload module it cannot import without a word."""
+    if config["max_concurrent"] is not None and config["max_concurrent"] < 1:
+        raise dg.DagsterInvariantViolationError(
+            f"max_concurrent is {config['max_concurrent']}: set at least 1, or leave it out (one per CPU)"
+        )
+    preload = config["start_method"].get("forkserver", {}).get("preload_modules", [])
+    if missing := [name for name in preload if not _importable(name)]:
+        raise dg.DagsterInvariantViolationError(f"preload_modules {missing} cannot be imported: fix the module names")
     return {"max_concurrent": config["max_concurrent"], "start_method": config["start_method"]}
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a missing parent package of a dotted name
+        return False

@@ -307,6 +307,12 @@ def test_steps_fork_from_a_preloaded_server_unless_told_to_spawn(raw_warehouse):
     assert default["start_method"] == {"forkserver": {"preload_modules": ["dagster_project.definitions"]}}
     spawn = dg.validate_run_config(job, {"execution": {"config": {"start_method": {"spawn": {}}}}})
     assert spawn["execution"]["step_processes"]["start_method"] == {"spawn": {}}
+    for config, problem in [
+        ({"max_concurrent": 0}, "max_concurrent is 0: set at least 1"),  # Dagster would start no step, ever
+        ({"start_method": {"forkserver": {"preload_modules": ["no_such.mod"]}}}, r"\['no_such.mod'\] cannot be"),
+    ]:
+        with pytest.raises(dg.DagsterInvariantViolationError, match=problem):
+            dg.validate_run_config(job, {"execution": {"config": config}})
 
 
 def free_port() -> int:
