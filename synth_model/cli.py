@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         except (SynthError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print("interrupted: nothing was written, earlier outputs are as they were", file=sys.stderr)
+            return 130
     return 0
 
 

@@ -1,6 +1,7 @@
 """The `synth` CLI on real files: success paths write outputs; every error path is one line and writes nothing."""
 
 import json
+import os
 import re
 
 import duckdb
@@ -227,3 +228,25 @@ def test_generate_names_the_flag_of_an_out_of_range_setting(fitted_credit, tmp_p
     assert _error_lines(capsys.readouterr().err) == ["error: --temperature: Input should be greater than 0"]
     assert main([*argv, "--seed", str(2**64)]) == 2
     assert _error_lines(capsys.readouterr().err)[0].startswith("error: --seed: Input should be less than")
+
+
+def test_an_interrupted_generate_writes_nothing_and_says_so(fitted_credit, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    _, model_dir = fitted_credit
+    out = tmp_path / "s.csv"
+    command = [sys.executable, "-m", "synth_model.cli", "generate", str(model_dir), "--num-records", "1000000"]
+    proc = subprocess.Popen([*command, "--output", str(out)], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        while "rec/s" not in proc.stderr.read(200):  # the progress bar: sampling has started
+            assert proc.poll() is None
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert err.rstrip().endswith("interrupted: nothing was written, earlier outputs are as they were")
+    assert "Traceback" not in err and not out.exists() and list(tmp_path.iterdir()) == []
