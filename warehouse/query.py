@@ -27,11 +27,16 @@ def run(query: str, warehouse: Warehouse) -> str:
         query = path.read_text()
     with warehouse.connect(read_only=True) as con:
         result = con.sql(query)
+        if result is None:
+            raise SynthError(
+                "the query returns no rows to show (it is empty, only comments, or not a query): give a SELECT"
+            )
         if len(result.columns) > WIDE:
             rows = result.fetchall()
             if len(rows) == 1:
                 width = max(len(c) for c in result.columns)
-                return "\n".join(f"{c:>{width}}: {v}" for c, v in zip(result.columns, rows[0], strict=True))
+                values = ["NULL" if v is None else v for v in rows[0]]
+                return "\n".join(f"{c:>{width}}: {v}" for c, v in zip(result.columns, values, strict=True))
         return str(result)
 
 

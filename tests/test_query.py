@@ -1,0 +1,40 @@
+"""`python -m warehouse.query`: read-only SQL on a real warehouse file, one `error:` line on a mistake."""
+
+import pyarrow as pa
+import pytest
+
+from warehouse import Warehouse
+from warehouse.query import main, run
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.write("synthetic.t", pa.table({f"c{i}": [i, None] if i == 3 else [i, i] for i in range(8)}))
+    return wh
+
+
+def test_results_print_as_a_table_and_one_wide_row_as_lines(warehouse, tmp_path):
+    lines = run("SELECT count(*) AS n FROM synthetic.t", warehouse).splitlines()
+    assert lines[1].split() == ["│", "n", "│"] and lines[4].split() == ["│", "2", "│"]
+    (tmp_path / "q.sql").write_text("-- the second row\nSELECT * FROM synthetic.t WHERE c0 = 0 AND c3 IS NULL\n")
+    assert run(str(tmp_path / "q.sql"), warehouse).splitlines()[3] == "c3: NULL"
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("", "returns no rows to show (it is empty"),
+        ("-- only a comment", "returns no rows to show"),
+        ("missing.sql", "SQL file missing.sql does not exist"),
+        ("DROP TABLE synthetic.t", "read-only"),
+        ("SELECT nope FROM synthetic.t", 'column "nope" not found'),
+    ],
+)
+def test_mistakes_are_one_error_line(warehouse, capsys, query, message):
+    with pytest.raises(SystemExit) as exit_:
+        main([query, "--warehouse", str(warehouse.path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert warehouse.scalar("SELECT count(*) FROM synthetic.t") == 2
