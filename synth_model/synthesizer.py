@@ -273,6 +273,11 @@ class Synthesizer:
                 raise DataError(f"the {name} table lacks column(s) {missing} that the model was trained on")
         if target is not None and target not in self.holdout.column_names:
             raise DataError(f"target column '{target}' is not in the table; columns: {self.holdout.column_names}")
+        if synthetic.num_rows == 0:
+            raise DataError("the synthetic table has no rows: generate records to evaluate first")
+        for name, table in (("real", real), ("synthetic", synthetic)):
+            if target is not None and table.column(target).null_count == table.num_rows:
+                raise DataError(f"target column '{target}' has no values in the {name} table: choose another target")
         made = [k.column for k in self.keys]  # entity keys are new values by design: not compared
         columns = [c for c in self.holdout.column_names if c not in made]
         training = training_rows(real.select(columns), self.holdout.select(columns))

@@ -159,3 +159,20 @@ def test_the_measures_run_openmp_on_one_thread(monkeypatch):
     monkeypatch.setattr(utility, "measure", recording)
     evaluate(*(pa.Table.from_pandas(d, preserve_index=False) for d in (TRAIN, HOLDOUT, FRESH)), target="sign")
     assert seen and set(seen) == {1}
+
+
+def test_degenerate_synthetic_tables_are_scored_or_refused_clearly(fitted_credit, credit):
+    from synth_model import DataError
+
+    synth, _ = fitted_credit
+    real, rows = credit.slice(0, 3000), credit.slice(0, 100)
+    index = rows.column_names.index("Assets")
+    no_assets = synth.evaluate(real, rows.set_column(index, "Assets", pa.nulls(100, pa.int64())))
+    assert 0 <= no_assets["privacy"]["attribute_inference_protection"]["score"] <= 10  # an all-null column
+    one_row = rows.filter(pa.compute.is_null(rows.column("Income"))).slice(0, 1)
+    assert synth.evaluate(real, one_row)["rows"]["synthetic"] == 1
+    with pytest.raises(DataError, match="the synthetic table has no rows"):
+        synth.evaluate(real, rows.slice(0, 0))
+    no_status = rows.set_column(rows.column_names.index("Status"), "Status", pa.nulls(100, pa.string()))
+    with pytest.raises(DataError, match="target column 'Status' has no values in the synthetic table"):
+        synth.evaluate(real, no_status, target="Status")

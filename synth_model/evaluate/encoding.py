@@ -49,8 +49,12 @@ class Encoder:
             column = real[name]
             if is_numeric(column):
                 values = column.astype(float)
-                std = float(values.std()) or 1.0
-                enc.numeric[name] = (float(values.mean()), std if np.isfinite(std) else 1.0, bool(values.isna().any()))
+                mean, std = float(values.mean()), float(values.std()) or 1.0  # NaN when every value is null
+                enc.numeric[name] = (
+                    mean if np.isfinite(mean) else 0.0,
+                    std if np.isfinite(std) else 1.0,
+                    bool(values.isna().any()),
+                )
             else:
                 counts = column.astype(str).where(column.notna(), "<null>").value_counts()
                 enc.levels[name] = list(counts.index[:MAX_LEVELS])
