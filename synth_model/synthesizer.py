@@ -355,11 +355,14 @@ class Synthesizer:
         self.keys = load_keys(path / KEYS_FILE)
         self.pii = json.loads((path / PII_FILE).read_text()) if (path / PII_FILE).is_file() else {}
         stored = json.loads((path / METRICS_FILE).read_text())
-        if stored.pop("format", 1) != MODEL_FORMAT:
-            raise SynthError(
-                f"{path} holds a model of an older format (units were not isolated in training); train it again "
-                "(`synth train`, or materialize the model asset)"
+        if (found := stored.pop("format", 1)) != MODEL_FORMAT:
+            newer = isinstance(found, int) and found > MODEL_FORMAT
+            remedy = (
+                "load it with the newer synth_model that wrote it"
+                if newer
+                else "train it again (`synth train`, or materialize the model asset)"
             )
+            raise SynthError(f"{path} holds a model of format {found!r}; this version reads {MODEL_FORMAT}: {remedy}")
         self.prompt_ids, self.max_unit_tokens = stored.pop("prompt_ids"), stored.pop("max_unit_tokens")
         context = stored.pop("context_length")
         self.metrics = stored

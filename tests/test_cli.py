@@ -250,3 +250,15 @@ def test_an_interrupted_generate_writes_nothing_and_says_so(fitted_credit, tmp_p
     assert proc.returncode == 130
     assert err.rstrip().endswith("interrupted: nothing was written, earlier outputs are as they were")
     assert "Traceback" not in err and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("found", "remedy"), [(1, "train it again"), (99, "the newer synth_model"), ("2", "train it")])
+def test_a_model_of_another_format_names_both_formats(found, remedy, fitted_credit, tmp_path, capsys):
+    import shutil
+
+    model_dir = shutil.copytree(fitted_credit[1], tmp_path / "m")
+    metrics = json.loads((model_dir / "training_metrics.json").read_text())
+    (model_dir / "training_metrics.json").write_text(json.dumps(metrics | {"format": found}))
+    assert main(["generate", str(model_dir), "--num-records", "5", "--output", str(tmp_path / "s.csv")]) == 2
+    error = _error_lines(capsys.readouterr().err)[0]
+    assert f"holds a model of format {found!r}; this version reads 2: " in error and remedy in error
