@@ -305,6 +305,8 @@ class Synthesizer:
             sub = staging / (ADAPTER_DIR if self.loaded.is_lora else MODEL_DIR)
             self.loaded.model.save_pretrained(sub)
             self.loaded.tokenizer.save_pretrained(sub)
+            for weights in sub.glob("*.safetensors"):  # safetensors writes them 0600: match the files beside
+                shutil.copymode(staging / CONFIG_FILE, weights)
             pq.write_table(self.holdout, staging / HOLDOUT_FILE)
             if self.keys:
                 save_keys(self.keys, staging / KEYS_FILE)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -83,15 +84,26 @@ def output_file(path: str | Path) -> Path:
 
 
 def write_output(table: pa.Table, path: str | Path) -> Path:
-    """Write .parquet or .csv through a temp file renamed into place, so no half-written file remains."""
+    """Write .parquet or .csv whole or not at all (see `replace_whole`)."""
     path = output_file(path)
     writer = WRITERS[path.suffix.lower()]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    replace_whole(path, lambda tmp: writer(table, str(tmp)))
+    return path
+
+
+def replace_whole(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` a temp file beside `path`, then rename it into place, so no half-written file remains.
+    The temp file gets the umask's permissions, as a file written directly would (mkstemp's are 0600)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        writer(table, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path

@@ -262,3 +262,28 @@ def test_a_model_of_another_format_names_both_formats(found, remedy, fitted_cred
     assert main(["generate", str(model_dir), "--num-records", "5", "--output", str(tmp_path / "s.csv")]) == 2
     error = _error_lines(capsys.readouterr().err)[0]
     assert f"holds a model of format {found!r}; this version reads 2: " in error and remedy in error
+
+
+def test_every_output_file_gets_the_umask_permissions(csv_input, fitted_credit, credit, tmp_path):
+    probe = tmp_path / "probe"
+    probe.touch()
+    mode = probe.stat().st_mode & 0o777  # what any file written here gets (0o644 under umask 022)
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL)
+    assert main(["train", str(csv_input), "--config", str(config), "--output", str(tmp_path / "m")]) == 0
+    model_dir = fitted_credit[1]
+    assert main(["generate", str(model_dir), "--num-records", "20", "--output", str(tmp_path / "s.csv")]) == 0
+    pq.write_table(credit.slice(0, 3000), tmp_path / "real.parquet")
+    argv = [
+        "evaluate",
+        str(model_dir),
+        "--real",
+        str(tmp_path / "real.parquet"),
+        "--synthetic",
+        str(tmp_path / "s.csv"),
+    ]
+    assert main([*argv, "--output", str(tmp_path / "report")]) == 0
+    written = [*(tmp_path / "m").rglob("*"), tmp_path / "s.csv", *(tmp_path / "report").iterdir()]
+    assert {f.name: f.stat().st_mode & 0o777 for f in written if f.is_file()} == {
+        f.name: mode for f in written if f.is_file()
+    }

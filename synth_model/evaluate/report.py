@@ -10,8 +10,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from synth_model.evaluate import (
 )
 from synth_model.evaluate.encoding import Encoder, frame, is_numeric
 from synth_model.privacy.pii import PiiReport, replay
+from synth_model.tables import replace_whole
 
 GRADES = ((8, "Excellent"), (6, "Good"), (4, "Moderate"), (2, "Poor"), (0, "Very poor"))
 
@@ -281,8 +280,5 @@ def save_report(result: dict, directory: str | Path, title: str = "Synthetic dat
     paths = {"json": out / "evaluation.json", "html": out / "report.html"}
     texts = {"json": json.dumps(result, indent=2, default=str), "html": render_html(result, title)}
     for key, path in paths.items():
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=out)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(texts[key])
-        os.replace(tmp, path)
+        replace_whole(path, lambda tmp, text=texts[key]: tmp.write_text(text))
     return paths
