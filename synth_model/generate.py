@@ -12,6 +12,7 @@ On a CPU a request is split into shares sampled in forked worker processes (see 
 from __future__ import annotations
 
 import math
+import numbers
 import random
 import time
 from collections import Counter
@@ -398,8 +399,8 @@ def generate_records(
     `max_group_records` (the largest training group). On a CPU the request is split between
     `generation.workers` forked processes (see workers.py)."""
     target = cfg.num_records if num_records is None else num_records
-    if target < 1:
-        raise ConfigError(f"num_records must be at least 1, got {target}: ask for one or more records")
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or target < 1:
+        raise ConfigError(f"num_records must be a whole number of at least 1, got {target!r}")
     if cfg.backend == "engine":  # vLLM takes a LoRA model as base + adapter
         model = merged(model)  # once per call, not once per batch
     device = next(model.parameters()).device

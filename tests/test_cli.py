@@ -158,7 +158,7 @@ def test_generate_refuses_no_records_and_keeps_the_earlier_output(fitted_credit,
     out.write_bytes(b"earlier output")
     assert main(["generate", str(model_dir), "--num-records", "0", "--output", str(out)]) == 2
     errors = _error_lines(capsys.readouterr().err)
-    assert len(errors) == 1 and "num_records must be at least 1, got 0" in errors[0]
+    assert len(errors) == 1 and "num_records must be a whole number of at least 1, got 0" in errors[0]
     assert out.read_bytes() == b"earlier output"
 
 

@@ -104,3 +104,10 @@ def test_null_group_keys_are_refused_before_training():
     config = {"data": {"group_training_examples_by": "plane"}}
     with pytest.raises(SynthError, match=r"group column 'plane' .* is NULL in 20 row\(s\), which would be learned"):
         Synthesizer(config).fit(table)
+
+
+@pytest.mark.parametrize("count", [2.5, "5", True, 0])
+def test_a_record_count_that_is_not_a_whole_number_is_refused(fitted_credit, count):
+    synth, _ = fitted_credit
+    with pytest.raises(SynthError, match=f"num_records must be a whole number of at least 1, got {count!r}"):
+        synth.generate(count)
