@@ -162,24 +162,33 @@ def sequence_len(prompt_len: int, max_unit_tokens: int) -> int:
     return prompt_len + max_unit_tokens + 1
 
 
-def check_fit(units: Sequence[Unit], prompt_len: int, context: int, grouped: bool = False) -> None:
+def check_fit(units: Sequence[Unit], prompt_len: int, context: int, grouped: bool = False, tiny: bool = True) -> None:
     """Fail before training if any unit cannot fit the context window, with the remedies."""
     limit = context - prompt_len - 1
     too_long = [u for u in units if len(u.ids) > limit]
     if not too_long:
         return
     worst = max(too_long, key=lambda u: len(u.ids))
-    budget = f"the limit is {limit} tokens ({context} context - {prompt_len} prompt - 1 end token)"
+    budget = (
+        f"the limit is {limit} tokens ({context} context - {prompt_len} prompt - 1 end token)"
+        if limit > 0
+        else f"the prompt that lists the columns alone takes {prompt_len} of the {context} context tokens"
+    )
+    longer = (
+        "raise "
+        + ("training.tiny.context_length (e.g. 2048) or " if tiny else "")
+        + "training.rope_scaling_factor (1-6)"
+    )
     if grouped:
         raise ContextFitError(
             f"{len(too_long)} of {len(units)} groups do not fit the model context: the largest (starting at row "
             f"{worst.source_index}) has {worst.n_records} records = {len(worst.ids)} tokens; {budget}. Remedies: "
-            "raise training.rope_scaling_factor (1-6), cap rows per group (data.max_records_per_group with "
+            f"{longer}, cap rows per group (data.max_records_per_group with "
             "data.group_cap_strategy most_recent or windows), or drop or shorten columns"
         )
     raise ContextFitError(
         f"{len(too_long)} record(s) do not fit the model context: record {worst.source_index} needs "
-        f"{len(worst.ids)} tokens; {budget}. Remedies: raise training.rope_scaling_factor (1-6), use fewer or "
+        f"{len(worst.ids)} tokens; {budget}. Remedies: {longer}, use fewer or "
         "shorter columns, or truncate long text in the preparation SQL"
     )
 

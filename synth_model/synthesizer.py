@@ -134,7 +134,8 @@ class Synthesizer:
         tok = loaded.tokenizer
         prompt_ids = tok(prompt_text(modelled), add_special_tokens=False)["input_ids"]
         units = _units(tok, texts, unit_ids)
-        check_fit(units, len(prompt_ids), loaded.context_length, grouped=bool(group_by))
+        tiny = cfg.training.pretrained_model == "tiny"
+        check_fit(units, len(prompt_ids), loaded.context_length, grouped=bool(group_by), tiny=tiny)
         self._resolve(units, len(prompt_ids), loaded, len(texts))
         rng = np.random.default_rng(cfg.data.random_state)
         val_units: list[Unit] = []

@@ -73,3 +73,12 @@ def test_record_that_cannot_fit_names_record_tokens_limit_and_remedy():
     message = str(err.value)
     assert "2 record(s)" in message and "record 2 needs 80 tokens" in message
     assert "limit is 58" in message and "rope_scaling_factor" in message
+    assert "training.tiny.context_length" in message
+
+
+def test_a_prompt_longer_than_the_context_is_named_as_such():
+    with pytest.raises(ContextFitError) as err:
+        check_fit(_units([10]), prompt_len=691, context=512, tiny=False)
+    message = str(err.value)
+    assert "the prompt that lists the columns alone takes 691 of the 512 context tokens" in message
+    assert "training.rope_scaling_factor" in message and "tiny" not in message
