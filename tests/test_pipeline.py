@@ -138,3 +138,12 @@ def test_a_decimal_column_is_learned_as_a_number_and_published_as_decimal(tmp_pa
         types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE synthetic.t)").fetchall())
         rows, scale_ok = con.execute("SELECT count(*), bool_and(c * 100 = round(c * 100)) FROM synthetic.t").fetchone()
     assert types["c"] == "DECIMAL(10,2)" and rows > 0 and scale_ok
+
+
+def test_a_filter_that_fails_on_the_rows_is_named_and_nothing_is_published(tmp_path, raw_warehouse):
+    (tmp_path / "sql" / "filters").mkdir(parents=True)
+    (tmp_path / "sql" / "filters" / "bad.sql").write_text("-- years as words\nc > 'many'\n")
+    plan = small_plan(tmp_path, raw_warehouse, extra="filters: [bad.sql]")
+    with pytest.raises(DataError, match=r"filter bad.sql fails on the generated rows \(Conversion Error.*'many'"):
+        refresh(raw_warehouse, plan, tmp_path / "models", "run-1")
+    assert not raw_warehouse.exists("synthetic.t")

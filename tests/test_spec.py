@@ -146,6 +146,29 @@ def test_filter_with_unknown_column_names_it(tmp_path, raw_warehouse):
         validate_spec(load_spec(path), raw_warehouse)
 
 
+@pytest.mark.parametrize(
+    ("condition", "problem"),
+    [
+        ("no_such_fn(seats) > 1", "no_such_fn"),
+        ("count(*) > 1", "aggregate"),
+    ],
+)
+def test_a_filter_that_cannot_run_is_refused_at_load(tmp_path, raw_warehouse, condition, problem):
+    path = write_spec(tmp_path, PLANES)
+    (tmp_path / "sql" / "filters" / "planes_single_engine_seats.sql").write_text(f"-- x\n{condition}\n")
+    with pytest.raises(SpecError) as caught:
+        validate_spec(load_spec(path), raw_warehouse)
+    message = str(caught.value)
+    assert "planes_single_engine_seats.sql:1: table 'planes': the filter does not run on the prepared rows" in message
+    assert problem in message
+
+
+def test_filter_columns_ignore_case_as_duckdb_does(tmp_path, raw_warehouse):
+    path = write_spec(tmp_path, PLANES)
+    (tmp_path / "sql" / "filters" / "planes_single_engine_seats.sql").write_text("-- x\nSEATS > 0\n")
+    assert validate_spec(load_spec(path), raw_warehouse)["planes"].filters[0].name == "planes_single_engine_seats.sql"
+
+
 def test_missing_warehouse_names_the_remedy(tmp_path):
     from warehouse import Warehouse
 

@@ -335,7 +335,13 @@ def publish(warehouse: Warehouse, plan: Plan, run_id: str, started_at: datetime 
         kept = con.execute("SELECT count(*) FROM kept").fetchone()[0]
         dropped_by_filters = {}
         for rule in plan.filters:
-            dropped = con.execute(f"SELECT count(*) FROM ({where_query('kept', 's', rule.condition, keep=False)})")
+            try:
+                dropped = con.execute(f"SELECT count(*) FROM ({where_query('kept', 's', rule.condition, keep=False)})")
+            except duckdb.Error as err:
+                raise DataError(
+                    f"table '{spec.name}': filter {rule.name} fails on the generated rows "
+                    f"({str(err).splitlines()[0]}); fix its condition under sql/filters/"
+                ) from None
             dropped_by_filters[rule.name] = dropped.fetchone()[0]
             con.execute(f"CREATE OR REPLACE TEMP TABLE kept AS {where_query('kept', 's', rule.condition)}")
         con.execute(f"DROP TABLE IF EXISTS {qualified(staging)}")

@@ -189,8 +189,9 @@ def load_filter(spec: Spec, table: TableSpec, name: str, columns: list[str]) -> 
         raise _located(path, err, table.name, text) from None
     if isinstance(condition, (exp.Query, exp.DDL, exp.DML)) or condition is None:
         raise SpecError(f"{path}:1: table '{table.name}': a filter is one condition (`seats > 0`), not a statement")
+    known = {c.lower() for c in columns}  # DuckDB matches column names ignoring case
     for column in condition.find_all(exp.Column):
-        if column.name not in columns:
+        if column.name.lower() not in known:
             raise SpecError(
                 f"{path}:{_line_of(text, column.name)}: table '{table.name}': filter uses column '{column.name}' "
                 f"that the prepared rows do not have; columns: {columns}"
@@ -254,6 +255,14 @@ def _plan(spec: Spec, table: TableSpec, con: duckdb.DuckDBPyConnection) -> Plan:
             f"that are not (unmapped) prepared columns; columns: {prep.columns}"
         )
     filters = [load_filter(spec, table, name, prep.columns) for name in table.filters]
+    for rule in filters:  # bound (not run) against the prepared rows: types, functions, aggregates
+        try:
+            con.execute(f"EXPLAIN SELECT * FROM ({prep.query}) AS s WHERE {rule.condition.sql(DIALECT)}")
+        except duckdb.Error as err:
+            raise SpecError(
+                f"{spec.filter_path(rule.name)}:1: table '{table.name}': the filter does not run on the prepared "
+                f"rows ({str(err).splitlines()[0]}); fix its condition"
+            ) from None
     return Plan(spec=table, preparation=prep, filters=filters)
 
 
