@@ -93,10 +93,14 @@ class Synthesizer:
         self.prompt_ids: list[int] = []
         self.max_unit_tokens = 0
         self.keys: list[KeyFactory] = []
+        self._settled: list[tuple[object, str, object]] = []  # (config section, key, value before the fit)
 
     # ------------------------------------------------------------------ fit
     def fit(self, table, config: SynthConfig | dict | str | Path | None = None, progress: ProgressFn | None = None):
         """Hold out rows, learn the schema and tokenizer, pack examples and train. Returns self."""
+        for section, key, before in reversed(self._settled):  # a refit decides its "auto"s afresh
+            setattr(section, key, before)
+        self._settled = []
         if config is not None:
             self.config = SynthConfig.from_any(config)
         cfg = self.config
@@ -129,6 +133,7 @@ class Synthesizer:
             # With DP the vocabulary comes from the schema, so rare strings in the rows cannot shape it.
             corpus = schema_texts(modelled) if private else texts
             loaded = models.build_tiny(cfg.training, corpus + [prompt_text(modelled)] + markers)
+            self._settle(cfg.training.tiny, "num_kv_heads", models.kv_heads_of(cfg.training.tiny))
         else:
             loaded = models.load_pretrained(cfg.training, dtype)
         tok = loaded.tokenizer
@@ -155,6 +160,7 @@ class Synthesizer:
             examples = assemble_examples(units, records_to_sample=n_train, rng=rng, **pack)
             epochs = cfg.training.num_input_records_to_sample / n_train
             dp_plan = dp.plan(cfg.privacy, len(units), epochs, grouped=bool(group_by))
+            self._settle(cfg.privacy, "delta", dp_plan.delta)
         else:
             examples = assemble_examples(
                 units, records_to_sample=cfg.training.num_input_records_to_sample, rng=rng, **pack
@@ -184,7 +190,7 @@ class Synthesizer:
         generation = cfg.generation
         if generation.batch_size == "auto" and generation.backend == "engine":  # vLLM sizes its own batch
             cache_len = sequence_len(len(prompt_ids), self.max_unit_tokens)
-            generation.batch_size = default_batch_size(loaded.model, cache_len, device)
+            self._settle(generation, "batch_size", default_batch_size(loaded.model, cache_len, device))
         self.metrics = {
             **metrics,
             "rows_in": table.num_rows,
@@ -205,6 +211,11 @@ class Synthesizer:
         }
         return self
 
+    def _settle(self, section, key: str, value) -> None:
+        """Set a config value to the one this fit uses (an "auto" resolved), remembering the setting."""
+        self._settled.append((section, key, getattr(section, key)))
+        setattr(section, key, value)
+
     def _resolve(
         self,
         units: list[Unit],
@@ -216,15 +227,18 @@ class Synthesizer:
         (the sampling batch is set once the unit cap is known, after training)."""
         data, training = self.config.data, self.config.training
         if self.config.privacy.dp_enabled:
-            data.max_sequences_per_example = 1  # record-level (group-level) privacy: one unit per example
+            # record-level (group-level) privacy: one unit per example
+            self._settle(data, "max_sequences_per_example", 1)
         if data.max_sequences_per_example == "auto":
             mean_tokens = float(np.mean([len(u.ids) for u in units]))
-            data.max_sequences_per_example = max(1, int((loaded.context_length - prompt_len - 1) / mean_tokens))
+            per_example = max(1, int((loaded.context_length - prompt_len - 1) / mean_tokens))
+            self._settle(data, "max_sequences_per_example", per_example)
         if training.num_input_records_to_sample == "auto":
             epochs = LORA_EPOCHS if loaded.is_lora else TINY_EPOCHS
-            training.num_input_records_to_sample = min(n_records * epochs, max(TINY_MAX_RECORDS, n_records))
+            records = min(n_records * epochs, max(TINY_MAX_RECORDS, n_records))
+            self._settle(training, "num_input_records_to_sample", records)
         if training.learning_rate == "auto":
-            training.learning_rate = 5e-4 if loaded.is_lora else 2e-3
+            self._settle(training, "learning_rate", 5e-4 if loaded.is_lora else 2e-3)
 
     # ------------------------------------------------------------- generate
     def generate(self, num_records: int | None = None, progress: ProgressFn | None = None) -> pa.Table:

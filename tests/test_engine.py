@@ -111,3 +111,23 @@ def test_a_record_count_that_is_not_a_whole_number_is_refused(fitted_credit, cou
     synth, _ = fitted_credit
     with pytest.raises(SynthError, match=f"num_records must be a whole number of at least 1, got {count!r}"):
         synth.generate(count)
+
+
+def test_a_refit_resolves_its_autos_afresh_and_the_saved_config_holds_none(credit, tmp_path):
+    import yaml
+
+    small = {
+        "training": {"num_input_records_to_sample": 300, "tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2}}
+    }
+    synth = Synthesizer(small)
+    wide = synth.fit(credit.slice(0, 300)).config.data.max_sequences_per_example
+    narrow = synth.fit(credit.slice(0, 300).select(["Status", "Age"])).config.data.max_sequences_per_example
+    assert narrow > wide  # fewer columns: more records fit one example, as a fresh fit would find
+    assert (
+        narrow
+        == Synthesizer(small).fit(credit.slice(0, 300).select(["Status", "Age"])).config.data.max_sequences_per_example
+    )
+    saved = yaml.safe_load((synth.save(tmp_path / "m") / "config.yaml").read_text())
+    saved["training"].pop("device")  # decided where the model runs, like generation.precision and workers
+    for section in ("data", "training"):  # every other "auto" replaced by the value used
+        assert "auto" not in yaml.safe_dump(saved[section]), section
