@@ -139,6 +139,7 @@ def test_workers_stop_when_the_parent_is_killed():
         "run_forked([forever, forever], lambda n: print('progress', n, flush=True))\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    workers = []
     try:
         assert parent.stdout.readline().startswith("progress")
         workers = psutil.Process(parent.pid).children()
@@ -148,5 +149,7 @@ def test_workers_stop_when_the_parent_is_killed():
         _, alive = psutil.wait_procs(workers, timeout=10)
         assert alive == []
     finally:
-        for proc in psutil.Process().children(recursive=True):
-            proc.kill()
+        parent.kill()
+        for worker in workers:
+            if worker.is_running():
+                worker.kill()
