@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synth_model.errors import DataError
+from synth_model.tables import quote_identifier
 
 KINDS = ("integer", "float", "categorical", "boolean", "date", "datetime", "text", "identifier")
 
@@ -188,7 +189,7 @@ def numbers_learned_as_text(table: pa.Table, schema: TableSchema) -> list[str]:
         others.sort(key=lambda c: -c["counts"])
         first = pc.index(column, others[0]["values"]).as_py()
         shown = ", ".join(f"{c['values']!r} ({c['counts']} row{'s' * (c['counts'] > 1)})" for c in others[:3])
-        sql_name = rule.name if re.fullmatch(r"[A-Za-z_]\w*", rule.name) else '"' + rule.name.replace('"', '""') + '"'
+        sql_name = rule.name if re.fullmatch(r"[A-Za-z_]\w*", rule.name) else quote_identifier(rule.name)
         found.append(
             f"column '{rule.name}' is learned as text, though {share:.1%} of its values are numbers; the others "
             f"are {shown}{', ...' if len(others) > 3 else ''}, first in row {first}: to learn it as a number, "

@@ -142,13 +142,6 @@ class TableSpec(_Strict):
             if key in self.data:
                 short = "group_by" if key.startswith("group") else "order_by"
                 raise ValueError(f"set the table's `{short}` instead of data.{key}")
-        keys = set(self.group_by or [])
-        named = [self.evaluation.target] + (self.evaluation.quasi_identifiers or [])
-        if used := sorted(keys & {n for n in named if n}):
-            raise ValueError(
-                f"evaluation names the group_by column(s) {used}, which are made afresh for each synthetic "
-                "entity and left out of the evaluation: choose other columns"
-            )
         return self
 
     def engine_config(self) -> SynthConfig:

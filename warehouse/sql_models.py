@@ -254,6 +254,12 @@ def _plan(spec: Spec, table: TableSpec, con: duckdb.DuckDBPyConnection) -> Plan:
             f"{spec.where(table.name, 'evaluation')}: table '{table.name}': evaluation names column(s) {unusable} "
             f"that are not (unmapped) prepared columns; columns: {prep.columns}"
         )
+    if grouped := sorted(set(evaluated) & set(keys["group_by"])):
+        raise SpecError(
+            f"{spec.where(table.name, 'evaluation')}: table '{table.name}': evaluation names the group_by "
+            f"column(s) {grouped}, which are made afresh for each synthetic entity and left out of the "
+            "evaluation: choose other columns"
+        )
     filters = [load_filter(spec, table, name, prep.columns) for name in table.filters]
     for rule in filters:  # bound (not run) against the prepared rows: types, functions, aggregates
         try:
