@@ -11,6 +11,8 @@ architectures) advances all rows in lockstep and cannot restart one, so its batc
 from __future__ import annotations
 
 import copy
+import functools
+import time
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +89,77 @@ def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
     return F.linear(x.to(weight.dtype), weight, bias)
 
 
+# How a step's attention reads the key/value cache: all of it with batched matmuls, or the prefix
+# the rows have filled with batched matmuls, or that prefix through SDPA (in place, no copy).
+WHOLE, PREFIX, SDPA = "whole cache", "cache prefix", "cache prefix through SDPA"
+CALIBRATION_ROWS = 128  # rows timed when choosing: the cost per row ranks the ways alike at 128 and 512
+
+
+def _attention_bias(positions: torch.Tensor, span: int, dtype: torch.dtype, sdpa: bool):
+    """-inf on each row's keys past its position: [R, 1, 1, T, span] to add to the scores (one op that
+    also lifts bfloat16 scores to a float32 softmax), and the same as SDPA's mask [R, 1, T, span]."""
+    hidden = (torch.arange(span, device=positions.device) > positions[..., None])[:, None, None]
+    bias = torch.zeros(hidden.shape, device=positions.device).masked_fill_(hidden, float("-inf"))
+    return bias, (bias[:, 0].to(dtype) if sdpa else None)
+
+
+def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, mask) -> torch.Tensor:
+    """Queries [R, H, T, D] over their row's cached keys and values [R, KV, S, D]; out [R, T, H, D].
+
+    With `mask` through SDPA; else batched matmuls, the query heads that share a key/value head
+    taken as that head's consecutive query rows, `bias` added to the scores.
+    """
+    n, h, width, d = q.shape
+    kv, span = keys.shape[1], keys.shape[2]
+    if mask is not None:
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=1.0, enable_gqa=True)
+        return out.transpose(1, 2)
+    q = q.reshape(n * kv, h // kv * width, d)
+    keys, values = keys.reshape(n * kv, span, d), values.reshape(n * kv, span, d)
+    scores = torch.bmm(q, keys.transpose(1, 2)).view(n, kv, h // kv, width, span)
+    weights = torch.add(scores, bias).softmax(-1).to(keys.dtype).view(n * kv, h // kv * width, span)
+    return torch.bmm(weights, values).view(n, h, width, d).transpose(1, 2)
+
+
+def attention_ways(
+    device: str, dtype: torch.dtype, rows: int, heads: int, kv_heads: int, head_dim: int, max_len: int
+) -> tuple[str, str]:
+    """The fastest way to read the cache (WHOLE, PREFIX or SDPA) while the rows fill at most half of
+    it, and once they fill more: timed here, once per process, thread count and shape.
+
+    The fastest differs between CPUs by up to 4x: SDPA's bfloat16 kernel beats batched matmuls over
+    a prefix (which copy it first) on one, and is the slowest way on another; in float32 the whole
+    cache is the fastest read on one and the slowest on another. On other devices: SDPA over the
+    prefix in half precision, matmuls in float32, the whole cache past half.
+    """
+    if device != "cpu":
+        return (PREFIX if dtype == torch.float32 else SDPA, WHOLE)
+    shape = (min(rows, CALIBRATION_ROWS), heads, kv_heads, head_dim, max_len)
+    return _fastest_ways(dtype, torch.get_num_threads(), *shape)
+
+
+@functools.cache
+def _fastest_ways(
+    dtype: torch.dtype, threads: int, rows: int, heads: int, kv_heads: int, head_dim: int, max_len: int
+) -> tuple[str, str]:
+    generator = torch.Generator().manual_seed(0)  # leaves the global random state alone
+    cache = torch.randn((2, rows, kv_heads, max_len, head_dim), generator=generator).to(dtype)
+    q = torch.randn((rows, heads, 1, head_dim), generator=generator).to(dtype)
+    chosen = []
+    for filled in (max_len // 4, max_len * 3 // 4):  # the middle of each half
+        positions = (torch.arange(rows) % max(filled, 1))[:, None]
+        timings: dict[str, list[float]] = {way: [] for way in (WHOLE, PREFIX, SDPA)}
+        for _ in range(4):  # interleaved; the first round warms up
+            for way, times in timings.items():
+                span = max_len if way == WHOLE else max(filled, 1)
+                bias, mask = _attention_bias(positions, span, dtype, way == SDPA)
+                start = time.perf_counter()
+                _attend(q, cache[0, :, :, :span], cache[1, :, :, :span], bias, mask)
+                times.append(time.perf_counter() - start)
+        chosen.append(min(timings, key=lambda way: min(timings[way][1:])))
+    return chosen[0], chosen[1]
+
+
 def kv_shape(cfg) -> tuple[int, int]:
     """Key/value heads and head width of a model config (no grouping where it names none)."""
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -99,11 +172,11 @@ class KVDecoder:
     prefill(ids [1, P]) -> logits [B, V] after the prompt; step(ids [B]) -> logits [B, V];
     restart(rows) puts rows back right after the prompt (their next logits are `prompt_logits`);
     keep(rows) drops the other rows. The prompt runs once and its keys/values are copied into every
-    row's cache; attention reads every row's cache up to the longest live row, or all of it when
-    that is over half (see `_span`). A peft model is merged
-    into a deep copy, so the caller's (trainable) model is never touched. With `dtype` the matmuls
-    (weights and attention) and the cache are in it (bfloat16 on a CPU with bf16 instructions:
-    half the cache to read each step); the residual stream, norms and softmax stay in the model's.
+    row's cache; attention reads every row's cache up to the longest live row, or all of it, in the
+    way timed fastest on this machine (`attention_ways`). A peft model is merged into a deep copy,
+    so the caller's (trainable) model is never touched. With `dtype` the matmuls (weights and
+    attention) and the cache are in it (bfloat16 on a CPU with bf16 instructions: half the cache to
+    read each step); the residual stream, norms and softmax stay in the model's.
     """
 
     refills = True
@@ -155,6 +228,15 @@ class KVDecoder:
         shape = (2, batch_size, self.kv_heads, max_len, self.head_dim)
         self.caches = [self.embed.new_zeros(shape, dtype=dtype) for _ in self.layers]
         self.filled = torch.zeros(batch_size, dtype=torch.long, device=self.embed.device)  # own tokens per row
+        self.ways = attention_ways(
+            self.embed.device.type,
+            dtype,
+            batch_size,
+            self.heads,
+            self.kv_heads,
+            self.head_dim,
+            max_len,
+        )
         self.prompt_logits: torch.Tensor | None = None
 
     @torch.inference_mode()
@@ -196,15 +278,6 @@ class KVDecoder:
         self.filled += 1
         return logits
 
-    def _span(self, needed: int) -> int:
-        """How many cache positions attention reads: all of them unless far fewer are needed.
-
-        Batched matmuls over a slice of each row's cache run at about half the speed per byte of
-        ones over the whole, contiguous cache (measured on CPU), so the slice pays only when short.
-        A bfloat16 slice goes to SDPA instead (see `_forward`); over the whole cache the matmuls stay faster.
-        """
-        return needed if 2 * needed <= self.max_len else self.max_len
-
     def _slots(self, positions: torch.Tensor, first_row: int) -> torch.Tensor:
         """Flat cache index [2 * R * kv_heads * T] of the keys and values of tokens at `positions` [R, T]."""
         n = positions.shape[0]
@@ -221,17 +294,11 @@ class KVDecoder:
         """
         n, width = ids.shape
         h, d, kv = self.heads, self.head_dim, self.kv_heads
-        g = h // kv
-        span = self._span(int(positions.max()) + 1)
+        needed = int(positions.max()) + 1
+        way = self.ways[2 * needed > self.max_len] if width == 1 else PREFIX
+        span = self.max_len if way == WHOLE else needed
         slots = self._slots(positions, rows.start or 0)
-        # -inf on each row's keys past its position [R, 1, 1, T, span]; added to the scores, one op
-        # that also lifts bfloat16 scores to a float32 softmax
-        hidden = (torch.arange(span, device=ids.device) > positions[..., None])[:, None, None]
-        bias = torch.zeros(hidden.shape, device=ids.device).masked_fill_(hidden, float("-inf"))
-        # bfloat16 batched matmuls copy a sliced cache before multiplying; SDPA reads the slice in place
-        # (measured on CPU; in float32 the matmuls take the slice as it is and stay faster)
-        in_place = span < self.max_len and self.caches[0].dtype == torch.bfloat16
-        sdpa_mask = bias[:, 0].to(torch.bfloat16) if in_place else None  # [R, 1, T, span], shared by all heads
+        bias, mask = _attention_bias(positions, span, self.caches[0].dtype, way == SDPA)
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
         x = F.embedding(ids, self.embed)
         for cache, (ln1, w_qkv, b_qkv, w_o, b_o, ln2, w_gu, b_gu, w_down, b_down) in zip(
@@ -240,18 +307,8 @@ class KVDecoder:
             qkv = _linear(_rms_norm(x, ln1, self.eps), w_qkv, b_qkv).view(n, width, -1, d).transpose(1, 2)
             qk = qkv[:, : h + kv]
             qk = qk * cos + rotate_half(qk) * sin
-            q = qk[:, :h].reshape(n * kv, g * width, d)  # the g heads sharing a kv head become g query rows
             cache.view(-1, d).index_copy_(0, slots, torch.stack([qk[:, h:], qkv[:, h + kv :]]).view(-1, d))
-            keys, values = cache[0, rows, :, :span], cache[1, rows, :, :span]
-            if in_place:
-                out = F.scaled_dot_product_attention(
-                    q.view(n, h, width, d), keys, values, attn_mask=sdpa_mask, scale=1.0, enable_gqa=True
-                ).transpose(1, 2)
-            else:
-                keys, values = keys.reshape(n * kv, span, d), values.reshape(n * kv, span, d)
-                scores = torch.bmm(q, keys.transpose(1, 2)).view(n, kv, g, width, span)
-                weights = torch.add(scores, bias).softmax(-1).to(cache.dtype).view(n * kv, g * width, span)
-                out = torch.bmm(weights, values).view(n, h, width, d).transpose(1, 2)
+            out = _attend(qk[:, :h], cache[0, rows, :, :span], cache[1, rows, :, :span], bias, mask)
             x = x + _linear(out.reshape(n, width, h * d), w_o, b_o)
             gate, up = _linear(_rms_norm(x, ln2, self.eps), w_gu, b_gu).chunk(2, dim=-1)
             x = x + _linear(self.act(gate) * up, w_down, b_down)

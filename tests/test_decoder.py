@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from tiny_models import VOCAB, lora_llama, tiny_llama
 
 from synth_model import decoder as decoder_module
 from synth_model.config import GenerationConfig
-from synth_model.decoder import HFDecoder, KVDecoder, make_decoder, matmul_dtype
+from synth_model.decoder import PREFIX, SDPA, WHOLE, HFDecoder, KVDecoder, attention_ways, make_decoder, matmul_dtype
 from synth_model.generate import CACHE_BUDGET, _sample, cache_rows, default_batch_size, sample_units
 
 PROMPT, STEPS, BATCH = 7, 6, 3
+WAYS = [WHOLE, PREFIX, SDPA]
+
+
+@pytest.fixture(params=WAYS)
+def way(request, monkeypatch):
+    """Attention reads the cache this way at every fill, whichever this machine would time fastest."""
+    monkeypatch.setattr(decoder_module, "attention_ways", lambda *shape: (request.param, request.param))
+    return request.param
 
 
 def hf_last_logits(model, ids: torch.Tensor) -> torch.Tensor:
@@ -36,14 +46,14 @@ def assert_matches_hf(model, dtype: torch.dtype | None = None, tolerance: float 
         torch.testing.assert_close(logits, hf_last_logits(model, full), atol=tolerance, rtol=tolerance)
 
 
-@pytest.mark.parametrize("spare", [0, 40], ids=["whole cache", "cache prefix"])
+@pytest.mark.parametrize("spare", [0, 40], ids=["cache filled", "cache mostly empty"])
 @pytest.mark.parametrize("rope", [None, {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}])
-def test_decoder_matches_hf_forward(rope, spare):
+def test_decoder_matches_hf_forward(rope, spare, way):
     assert_matches_hf(tiny_llama(rope), spare=spare)
 
 
-@pytest.mark.parametrize("spare", [0, 40], ids=["whole cache", "cache prefix (SDPA)"])
-def test_bfloat16_matmuls_stay_close_to_the_float32_model(spare):
+@pytest.mark.parametrize("spare", [0, 40], ids=["cache filled", "cache mostly empty"])
+def test_bfloat16_matmuls_stay_close_to_the_float32_model(spare, way):
     model = tiny_llama()
     assert_matches_hf(model, torch.bfloat16, tolerance=0.05, spare=spare)
     with pytest.raises(AssertionError):
@@ -75,7 +85,7 @@ def test_decoder_matches_hf_forward_with_lora_and_leaves_the_model_alone():
     assert all(torch.equal(before[name], after[name]) for name in before)
 
 
-def test_a_restarted_row_starts_afresh_while_the_others_go_on_and_dropped_rows_leave():
+def test_a_restarted_row_starts_afresh_while_the_others_go_on_and_dropped_rows_leave(way):
     """Continuous batching: row 1 restarts after the prompt mid-way, row 2 is rewound to its first
     token (a redrawn line), then row 0 is dropped."""
     model = tiny_llama()
@@ -105,6 +115,41 @@ def test_a_restarted_row_starts_afresh_while_the_others_go_on_and_dropped_rows_l
     decoder.keep(torch.tensor([1, 2]))
     history = history[1:]
     step([15, 16])
+
+
+@pytest.fixture
+def fresh_timings():
+    decoder_module._fastest_ways.cache_clear()
+    yield
+    decoder_module._fastest_ways.cache_clear()
+
+
+@pytest.mark.parametrize("fastest", WAYS)
+def test_attention_reads_the_cache_the_way_timed_fastest(monkeypatch, fresh_timings, fastest):
+    """Each way but one is slowed down: that one is chosen for both fills, and timed once per shape."""
+    attend, max_len, calls = decoder_module._attend, 40, []
+
+    def slowed(q, keys, values, bias, mask):
+        way = SDPA if mask is not None else WHOLE if keys.shape[2] == max_len else PREFIX
+        calls.append(way)
+        if way != fastest:
+            time.sleep(0.003)
+        return attend(q, keys, values, bias, mask)
+
+    monkeypatch.setattr(decoder_module, "_attend", slowed)
+    ways = attention_ways("cpu", torch.float32, 8, 4, 2, 8, max_len)
+    assert ways == (fastest, fastest)
+    assert set(calls) == set(WAYS)
+    timed = len(calls)
+    assert attention_ways("cpu", torch.float32, 8, 4, 2, 8, max_len) == ways and len(calls) == timed
+    attention_ways("cpu", torch.bfloat16, 8, 4, 2, 8, max_len)  # another dtype is timed on its own
+    assert len(calls) == 2 * timed
+
+
+def test_attention_on_other_devices_follows_a_fixed_rule(monkeypatch, fresh_timings):
+    monkeypatch.setattr(decoder_module, "_attend", lambda *args: pytest.fail("timed off the CPU"))
+    assert attention_ways("cuda", torch.bfloat16, 512, 9, 3, 64, 600) == (SDPA, WHOLE)
+    assert attention_ways("cuda", torch.float32, 512, 9, 3, 64, 600) == (PREFIX, WHOLE)
 
 
 def test_other_rope_types_fall_back_to_hf():
