@@ -233,7 +233,8 @@ def main() -> None:
     print("\n".join(lines + [""] + training))
     saved = save_results(RESULTS, matmul_peak_flops=peaks, runs=args.runs, results=results)
     intro = (
-        f"{saved['date']}, {saved['machine']['nproc']} CPU cores; matmul peaks measured in the run: "
+        f"{saved['date']}, {saved['machine']['nproc']} CPU cores ({saved['machine']['cpu']}); matmul peaks measured "
+        "in the run: "
         + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items())
         + f". Generation cells are medians of {args.runs} interleaved runs; training MFU is against the "
         "float32 peak (training runs in float32 on CPU)."
