@@ -73,3 +73,19 @@ def test_unseen_combinations_are_dropped_and_filters_count(tmp_path):
         dropped = con.sql(f"SELECT count(*) FROM ({where_query('k', 's', condition, keep=False)})").fetchall()[0][0]
         remaining = con.sql(f"SELECT count(*) FROM ({where_query('k', 's', condition)})").fetchall()[0][0]
     assert (dropped, remaining) == (1, 2)
+
+
+def test_a_generated_mapped_value_whose_parts_do_not_parse_is_left_out(tmp_path):
+    """A many-valued mapped group is learned as free text: garbage must not fail the split."""
+    wh = Warehouse(tmp_path / "w.duckdb")
+    name = mapped_name(GROUP[0])
+    generated = pa.table(
+        {
+            name: ["Lyon | 69001 | 2024-01-01", "Lyon | x9 | 2024-01-01", "Paris | 75001 | 2024-13-45", "Paris"],
+            "amount": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    wh.write("synthetic_raw.t", generated)
+    types = {"city": "VARCHAR", "zip": "BIGINT", "day": "DATE", "amount": "DOUBLE"}
+    back = wh.read(split_query("synthetic_raw.t", types, GROUP))
+    assert back.to_pylist() == [{"city": "Lyon", "zip": 69001, "day": dt.date(2024, 1, 1), "amount": 1.0}]

@@ -329,7 +329,7 @@ def publish(warehouse: Warehouse, plan: Plan, run_id: str, started_at: datetime 
         types = column_types(con, table["prepared"])
         split = split_query(table["synthetic_raw"], types, spec.mapped_columns)
         con.execute(f"CREATE TEMP TABLE split_rows AS {split}")
-        generated_rows = con.execute("SELECT count(*) FROM split_rows").fetchone()[0]
+        generated_rows = con.execute(f"SELECT count(*) FROM {qualified(table['synthetic_raw'])}").fetchone()[0]
         seen = seen_condition("s", table["prepared"], spec.mapped_columns)
         con.execute(f"CREATE TEMP TABLE kept AS {where_query('split_rows', 's', seen)}")
         kept = con.execute("SELECT count(*) FROM kept").fetchone()[0]

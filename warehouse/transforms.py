@@ -66,19 +66,33 @@ def separator_check_query(prepared: str, mapped: list[list[str]]) -> str:
 
 
 def split_query(generated: str, types: dict[str, str], mapped: list[list[str]]) -> str:
-    """Generated rows back in the prepared shape: mapped columns split, every column cast to its type."""
+    """Generated rows back in the prepared shape: mapped columns split, every column cast to its type.
+
+    A mapped group with many combinations is learned as free text, so a generated value may not split
+    into parts of the right types: such rows are left out (they are combinations never seen, and are
+    counted as dropped unseen mappings) instead of failing the publication.
+    """
     position = {c: (g, i + 1) for g in mapped for i, c in enumerate(g)}
-    selects = []
+    selects, parsed = [], []
     for name, dtype in types.items():
+        to = exp.DataType.build(dtype, dialect=DIALECT)
         if name in position:
             group, index = position[name]
             separator, number = exp.Literal.string(SEPARATOR), exp.Literal.number(index)
             part = exp.func("split_part", col(mapped_name(group)), separator, number)
             value = exp.Nullif(this=part, expression=exp.Literal.string(NULL_MARK))
+            cast = exp.TryCast(this=value, to=to)
+            parsed.append(
+                exp.or_(
+                    exp.Is(this=value.copy(), expression=exp.null()),
+                    exp.not_(exp.Is(this=cast.copy(), expression=exp.null())),
+                )
+            )
         else:
-            value = col(name)
-        selects.append(exp.alias_(exp.cast(value, exp.DataType.build(dtype, dialect=DIALECT)), name, quoted=True))
-    return exp.select(*selects).from_(table_ref(generated)).sql(DIALECT)
+            cast = exp.Cast(this=col(name), to=to)
+        selects.append(exp.alias_(cast, name, quoted=True))
+    query = exp.select(*selects).from_(table_ref(generated))
+    return (query.where(exp.and_(*parsed)) if parsed else query).sql(DIALECT)
 
 
 def seen_condition(alias: str, training: str, mapped: list[list[str]]) -> exp.Expression:
