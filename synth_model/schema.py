@@ -23,6 +23,7 @@ MAX_CATEGORIES = 200  # a string column with at most this many distinct values .
 MAX_CATEGORY_SHARE = 0.2  # ... that are at most this share of its non-null values is categorical
 MAX_IDENTIFIER_LENGTH = 40  # short strings without whitespace that are not categories are identifiers
 MAX_DECIMALS = 6
+MAX_MAGNITUDE = 2**53  # numbers the grammar (which bounds them in float64) and the text keep exactly
 
 
 @dataclass
@@ -120,6 +121,7 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
         return ColumnRule(kind="boolean", **base)
     if pa.types.is_integer(typ):
         mm = pc.min_max(values)
+        _check_magnitude(name, column, mm["min"].as_py(), mm["max"].as_py())
         return ColumnRule(kind="integer", minimum=mm["min"].as_py(), maximum=mm["max"].as_py(), **base)
     if pa.types.is_floating(typ):
         values = values.cast(pa.float64())
@@ -130,13 +132,15 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
                 f"{not_finite[0].as_py()}): make them NULL or finite numbers before training"
             )
         mm = pc.min_max(values)
-        return ColumnRule(
-            kind="float",
-            minimum=mm["min"].as_py(),
-            maximum=mm["max"].as_py(),
-            decimals=_decimals(values),
-            **base,
-        )
+        low, high, decimals = mm["min"].as_py(), mm["max"].as_py(), _decimals(values)
+        _check_magnitude(name, column, low, high)
+        if 0 < max(abs(low), abs(high)) * 10**decimals < 0.5:
+            raise DataError(
+                f"column '{name}' holds numbers too small for the engine, which writes at most {MAX_DECIMALS} "
+                f"decimals (the largest is {max(abs(low), abs(high)):.3g}): scale the column up before training "
+                "(in SQL: multiply it by a power of ten) and back down afterwards"
+            )
+        return ColumnRule(kind="float", minimum=low, maximum=high, decimals=decimals, **base)
     if pa.types.is_date(typ):
         mm = pc.min_max(values)
         return ColumnRule(
@@ -196,6 +200,19 @@ def numbers_learned_as_text(table: pa.Table, schema: TableSchema) -> list[str]:
             f"make those values NULL (in SQL: TRY_CAST({sql_name} AS DOUBLE))"
         )
     return found
+
+
+def _check_magnitude(name: str, column: pa.ChunkedArray, low, high) -> None:
+    """Refuse numbers beyond +-2^53: the grammar bounds them in float64 and would round the range."""
+    if max(abs(low), abs(high)) <= MAX_MAGNITUDE:
+        return
+    far = pc.greater(pc.abs(column.cast(pa.float64(), safe=False)), float(MAX_MAGNITUDE))
+    first = pc.index(far, True).as_py()
+    raise DataError(
+        f"column '{name}' holds numbers beyond +-2^53 ({MAX_MAGNITUDE:,}; first in row {first}), which the "
+        "engine cannot bound exactly: if it is an identifier, cast it to VARCHAR before training; if it is a "
+        "measure, scale it down (or take its logarithm)"
+    )
 
 
 def _decimals(values: pa.ChunkedArray) -> int:

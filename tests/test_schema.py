@@ -69,6 +69,31 @@ def test_bad_tables_are_refused_with_the_column_named():
         infer_schema(pa.table({"a": [1, 2], "gone": pa.array([None, None], pa.float64())}))
 
 
+@pytest.mark.parametrize(
+    "values, problem",
+    [
+        (pa.array([-(2**63) + 5, -(2**63) + 900], pa.int64()), r"'n' holds numbers beyond \+-2\^53.*row 0.*VARCHAR"),
+        (pa.array([1, 2**64 - 10], pa.uint64()), r"beyond \+-2\^53.*row 1"),
+        (pa.array([1.5, None, 3e300]), r"beyond \+-2\^53.*row 2.*logarithm"),
+        (pa.array([2e-13, 9e-13]), "too small for the engine.*9e-13.*scale the column up"),
+        (pa.array([3e-7, 8e-7]), "too small for the engine"),
+    ],
+)
+def test_numbers_the_grammar_cannot_bound_exactly_are_refused_before_training(values, problem):
+    """Such columns used to train and then fail every generation (a grammar that cannot compile)."""
+    with pytest.raises(DataError, match=problem):
+        infer_schema(pa.table({"n": values}))
+
+
+def test_numbers_within_the_exact_range_keep_their_rules():
+    rules = infer_schema(pa.table({"i": [1, 2, 2**53], "f": [0.001, 0.002, 0.001], "mixed": [1.5, 1e-12, 0.3]})).columns
+    assert [(r.kind, r.maximum, r.decimals) for r in rules] == [
+        ("integer", 2**53, None),
+        ("float", 0.002, 3),
+        ("float", 1.5, 1),
+    ]
+
+
 def test_a_number_column_with_stray_strings_is_named_with_the_strays():
     numbers = [f"{1000 + 2.5 * i}" for i in range(300)]
     table = pa.table(
