@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synth_model.errors import ConfigError
 
@@ -61,6 +61,16 @@ class DataConfig(_Section):
         if value >= 1 and not value.is_integer():
             raise ValueError("must be a fraction below 1 or a whole number of rows")
         return value
+
+    @model_validator(mode="after")
+    def _order_apart_from_groups(self) -> DataConfig:
+        both = [c for c in self.order_training_examples_by or [] if c in (self.group_training_examples_by or [])]
+        if both:
+            raise ValueError(
+                f"order_training_examples_by repeats the group column(s) {both}, which hold one value per "
+                "group: order by columns that change within a group (a date, a sequence number), or leave it unset"
+            )
+        return self
 
 
 class TinyModelConfig(_Section):

@@ -611,8 +611,9 @@ class StopRules:
             self._fail(
                 f"the invalid fraction of {self.what} stayed at or above {self.cfg.invalid_fraction_threshold} for "
                 f"{self.cfg.patience} rounds of {self.round_size} (reasons: {top})",
-                "train longer, lower generation.temperature, turn on generation.use_structured_generation, or "
-                "raise invalid_fraction_threshold/patience",
+                "train longer, lower generation.temperature, "
+                + ("" if self.cfg.use_structured_generation else "turn on generation.use_structured_generation, ")
+                + "or raise invalid_fraction_threshold/patience",
             )
         self.seen = self.valid = 0
 

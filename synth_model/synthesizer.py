@@ -425,7 +425,13 @@ def _check_columns(table: pa.Table, cfg: SynthConfig) -> None:
             raise DataError(
                 f"data.{key} names column(s) {missing} that the table does not have; available: {table.column_names}"
             )
-    for column in cfg.data.group_training_examples_by or []:
+    groups = cfg.data.group_training_examples_by or []
+    if groups and all(c in groups for c in table.column_names):
+        raise DataError(
+            f"the table has no columns to learn besides the group column(s) {groups}: "
+            "add the columns that describe each record"
+        )
+    for column in groups:
         if nulls := table.column(column).null_count:
             raise DataError(
                 f"group column '{column}' (group_by, data.group_training_examples_by) is NULL in {nulls} row(s), "

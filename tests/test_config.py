@@ -94,3 +94,10 @@ def test_tiny_model_gets_grouped_query_attention_or_one_clear_error():
         build_tiny(config.training, ["a,b\n1,2\n"] * 20)
     with pytest.raises(ConfigError, match="training.tiny.num_kv_heads"):
         SynthConfig.from_any({"training": {"tiny": {"num_kv_heads": 0}}})
+
+
+def test_ordering_by_the_group_column_is_refused():
+    """Every record of a group shares that value; it used to train and then fail generation (KeyError)."""
+    with pytest.raises(ConfigError, match=r"order_training_examples_by repeats the group column\(s\) \['g'\]"):
+        SynthConfig.from_any({"data": {"group_training_examples_by": "g", "order_training_examples_by": ["t", "g"]}})
+    SynthConfig.from_any({"data": {"group_training_examples_by": "g", "order_training_examples_by": "t"}})

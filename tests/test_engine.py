@@ -1,6 +1,7 @@
 """End to end on real data: fit the tiny model on credit rows, generate, and check what users rely on."""
 
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -9,6 +10,8 @@ import pytest
 import yaml
 
 from synth_model import SynthError, Synthesizer
+from synth_model.config import GenerationConfig
+from synth_model.generate import StopRules
 
 NUM = 1000
 
@@ -106,6 +109,12 @@ def test_null_group_keys_are_refused_before_training():
         Synthesizer(config).fit(table)
 
 
+def test_a_table_of_group_keys_only_is_refused_before_training():
+    table = pa.table({"plane": [f"N{i % 20}" for i in range(200)]})
+    with pytest.raises(SynthError, match=r"no columns to learn besides the group column\(s\) \['plane'\]"):
+        Synthesizer({"data": {"group_training_examples_by": "plane"}}).fit(table)
+
+
 @pytest.mark.parametrize("count", [2.5, "5", True, 0])
 def test_a_record_count_that_is_not_a_whole_number_is_refused(fitted_credit, count):
     synth, _ = fitted_credit
@@ -131,3 +140,13 @@ def test_a_refit_resolves_its_autos_afresh_and_the_saved_config_holds_none(credi
     saved["training"].pop("device")  # decided where the model runs, like generation.precision and workers
     for section in ("data", "training"):  # every other "auto" replaced by the value used
         assert "auto" not in yaml.safe_dump(saved[section]), section
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_giving_up_suggests_structured_generation_only_when_it_is_off(structured):
+    cfg = GenerationConfig(use_structured_generation=structured, patience=1)
+    rules = StopRules(cfg, "records", 10)
+    found = SimpleNamespace(reasons=Counter(out_of_range=9), group_reasons=Counter())
+    with pytest.raises(SynthError, match="stayed at or above") as raised:
+        rules.check(10, 1, found)
+    assert ("turn on generation.use_structured_generation" in str(raised.value)) is not structured
