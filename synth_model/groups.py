@@ -233,15 +233,14 @@ def split_groups(lines: list[str], ended: bool, accept_no_delineator: bool) -> t
     return groups, problems
 
 
-def _sort_key(record: dict, order_by: list[str]):
-    return tuple(record[c] for c in order_by)
+def _sort_key(record: dict, order_by: list[str]) -> tuple:
+    """NULLs after every value, as training sorted them (Arrow's default)."""
+    return tuple((record[c] is None, record[c]) for c in order_by)
 
 
 def _ordered(records: list[dict], order_by: list[str]) -> bool:
     for a, b in zip(records, records[1:], strict=False):
         ka, kb = _sort_key(a, order_by), _sort_key(b, order_by)
-        if None in ka or None in kb:
-            continue
         try:
             if ka > kb:
                 return False
@@ -279,7 +278,7 @@ def check_group(
         if not rules.fix_unordered_records:
             return None, "unordered_records", reasons
         try:
-            records = sorted(records, key=lambda r: tuple((v is None, v) for v in _sort_key(r, rules.order_by)))
+            records = sorted(records, key=lambda r: _sort_key(r, rules.order_by))
         except TypeError:
             return None, "unordered_records", reasons
     return records, None, reasons

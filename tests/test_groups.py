@@ -193,3 +193,22 @@ def test_context_fit_reports_the_largest_group_and_the_remedies():
     assert "2 of 3 groups" in message and "9 records = 90 tokens" in message and "row 2" in message
     for remedy in ("rope_scaling_factor", "max_records_per_group", "windows", "columns"):
         assert remedy in message
+
+
+def test_null_order_values_come_last_as_training_sorted_them():
+    nullable = TableSchema(
+        [
+            *SCHEMA.columns[:1],
+            ColumnRule(name="t", kind="integer", arrow_type="int64", required=False, minimum=0, maximum=100),
+            SCHEMA.columns[2],
+        ]
+    )
+    validator = RecordValidator(nullable)
+    assert check_group([line("XY99", 1), line("XY99", 5), line("XY99", "null")], validator, rules())[1] is None
+    assert (
+        check_group([line("XY99", 5), line("XY99", "null"), line("XY99", 1)], validator, rules())[1]
+        == "unordered_records"
+    )
+    assert check_group([line("XY99", "null"), line("XY99", 1)], validator, rules())[1] == "unordered_records"
+    records, _, _ = check_group([line("XY99", "null"), line("XY99", 1)], validator, rules(fix_unordered_records=True))
+    assert [r["t"] for r in records] == [1, None]
