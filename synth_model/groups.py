@@ -20,7 +20,6 @@ import numpy as np
 import pyarrow as pa
 
 from synth_model.config import GenerationConfig
-from synth_model.errors import DataError
 from synth_model.validate import RecordValidator
 
 BEGIN, END = "<group>", "</group>"
@@ -107,7 +106,8 @@ class KeyFactory:
 
     def make(self, n: int, rng: random.Random) -> list:
         """`n` distinct new values, none equal to a real one; a format that keeps colliding (nearly
-        all its values are taken) is dropped while others remain."""
+        all its values are taken) is dropped while others remain, and the last one is widened by a
+        digit (ids 1-40 leave room for only 59 more of up to two digits)."""
         shapes, weights = (list(x) for x in zip(*self.formats, strict=True))
         misses = [0] * len(shapes)
         out: list = []
@@ -123,10 +123,14 @@ class KeyFactory:
             misses[index] += 1
             if misses[index] > MAX_MISSES:
                 if len(shapes) == 1:
-                    raise DataError(f"could not make {n} new values for group key '{self.column}' in its format")
+                    shapes[0], misses[0] = self._wider(shapes[0]), 0
+                    continue
                 for seq in (shapes, weights, misses):
                     del seq[index]
         return out
+
+    def _wider(self, shape):
+        return str(int(shape) + 1) if self.kind == "integer" else [*shape, "#9"]
 
     def _fill(self, shape: str, rng: random.Random):
         if self.kind == "integer":

@@ -212,3 +212,13 @@ def test_null_order_values_come_last_as_training_sorted_them():
     assert check_group([line("XY99", "null"), line("XY99", 1)], validator, rules())[1] == "unordered_records"
     records, _, _ = check_group([line("XY99", "null"), line("XY99", 1)], validator, rules(fix_unordered_records=True))
     assert [r["t"] for r in records] == [1, None]
+
+
+@pytest.mark.parametrize(
+    "real, wanted", [(list(range(1, 41)), 100), ([f"P{i:03d}" for i in range(30)], 3000)], ids=["integers", "strings"]
+)
+def test_new_keys_widen_their_format_when_it_runs_out(real, wanted):
+    """Ids 1-40 leave room for 59 more of up to two digits; P000-P029 (P0##) for 70: one more digit each time."""
+    made = KeyFactory.learn("k", real).make(wanted, random.Random(0))
+    assert len(set(made)) == wanted and not set(made) & set(real)
+    assert all(type(v) is type(real[0]) for v in made)
