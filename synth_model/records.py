@@ -40,8 +40,8 @@ def _encoder(kind: str, decimals: int | None) -> Callable:
         return lambda v: round(v, decimals) if math.isfinite(v) else None
     if kind == "date":
         return lambda v: v.isoformat()
-    if kind == "datetime":
-        return lambda v: v.isoformat(sep=" ")
+    if kind == "datetime":  # at most microseconds, as the grammar writes them (Arrow's ns come as pandas Timestamps)
+        return lambda v: (v.to_pydatetime(warn=False) if hasattr(v, "to_pydatetime") else v).isoformat(sep=" ")
     return lambda v: v
 
 

@@ -82,3 +82,8 @@ def test_a_prompt_longer_than_the_context_is_named_as_such():
     message = str(err.value)
     assert "the prompt that lists the columns alone takes 691 of the 512 context tokens" in message
     assert "training.rope_scaling_factor" in message and "tiny" not in message
+
+
+def test_nanosecond_timestamps_are_written_to_the_microsecond_the_grammar_allows():
+    table = pa.table({"t": pa.array([1704067200123456789], pa.timestamp("ns"))})
+    assert rows_to_texts(table, infer_schema(table)) == ['{"t":"2024-01-01 00:00:00.123456"}\n']
