@@ -41,10 +41,8 @@ def split_holdout(table: pa.Table, config: DataConfig) -> tuple[pa.Table, pa.Tab
             if size == 0
             else f"add {what}, or lower data.holdout (0 disables the holdout)"
         )
-        raise DataError(
-            f"the table has {n_units} {what}; holding out {size} leaves fewer than {MIN_TRAINING_ROWS} to "
-            f"train on: {remedy}"
-        )
+        held = f"; holding out {size} leaves fewer than {MIN_TRAINING_ROWS} to train on" if size else ""
+        raise DataError(f"the table has {n_units} {what[:-1] if n_units == 1 else what}{held}: {remedy}")
     rng = np.random.default_rng(config.random_state)
     held_units = rng.choice(n_units, size=size, replace=False)
     held = np.zeros(n_units, dtype=bool)

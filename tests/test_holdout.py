@@ -36,5 +36,7 @@ def test_groups_are_never_split():
 def test_too_few_rows_for_the_holdout():
     with pytest.raises(DataError, match="holding out 10 leaves fewer than 10 to train on: add rows, or lower"):
         split_holdout(pa.table({"x": list(range(15))}), DataConfig(holdout=10))
-    with pytest.raises(DataError, match=r"holding out 0 leaves fewer than 10 to train on: add rows \(at least 10"):
+    with pytest.raises(DataError, match=r"^the table has 3 rows: add rows \(at least 10 are needed\)$"):
         split_holdout(pa.table({"x": list(range(3))}), DataConfig(holdout=0))
+    with pytest.raises(DataError, match=r"^the table has 1 row: add rows \(at least 10"):
+        split_holdout(pa.table({"x": [1]}), DataConfig())
