@@ -29,6 +29,7 @@ def test_results_print_as_a_table_and_one_wide_row_as_lines(warehouse, tmp_path)
         ("missing.sql", "SQL file missing.sql does not exist"),
         ("DROP TABLE synthetic.t", "read-only"),
         ("SELECT nope FROM synthetic.t", 'column "nope" not found'),
+        ("SELECT 1; SELECT 2", "holds 2 statements and only one result can be shown"),
     ],
 )
 def test_mistakes_are_one_error_line(warehouse, capsys, query, message):

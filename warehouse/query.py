@@ -26,6 +26,8 @@ def run(query: str, warehouse: Warehouse) -> str:
             raise SynthError(f"SQL file {path} does not exist")
         query = path.read_text()
     with warehouse.connect(read_only=True) as con:
+        if (statements := len(con.extract_statements(query))) > 1:
+            raise SynthError(f"the query holds {statements} statements and only one result can be shown: give one")
         result = con.sql(query)
         if result is None:
             raise SynthError(
