@@ -100,6 +100,7 @@ def test_every_training_record_is_admitted(every_kind):
         ({"joined": "2020-07-01"}, "a month after the learned ones"),
         ({"joined": "2020-02-30"}, "a day February does not have"),
         ({"synced": "2024-01-01 07:00:00"}, "no offset on a column with a time zone"),
+        ({"synced": "2024-01-01 07:00:00+99:99"}, "an offset no time zone has"),
         ({"id": "ab0001"}, "characters the identifiers never had"),
         ({"id": "AB00001"}, "longer than any identifier"),
     ],
