@@ -30,7 +30,7 @@ DAYS = {
     31: "(0[1-9]|[12][0-9]|3[01])",
 }
 TIME = " ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{6})?"  # isoformat(sep=" "): microseconds when set
-OFFSET = "[+-](0[0-9]|1[0-4]):[0-5][0-9]"  # UTC offsets run from -12:00 to +14:00
+OFFSET = "[+-](0[0-9]|1[0-4]):[0-5][0-9]"  # real time zones lie within +-14:00 of UTC
 MAX_LISTED_YEARS = 50  # learned months listed year by year up to this span, else any year and month
 COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
 
