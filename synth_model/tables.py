@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,9 @@ def read_duckdb(database: str | Path, table: str) -> pa.Table:
     path = Path(database)
     if not path.is_file():
         raise DataError(f"DuckDB file {path} does not exist")
-    qualified = ".".join(quote_identifier(part) for part in table.split("."))
+    # split on dots outside double quotes; a quoted part is unquoted ("" stands for a quote)
+    parts = [q.replace('""', '"') if q else p for q, p in re.findall(r'"((?:[^"]|"")*)"|([^.]+)', table)]
+    qualified = ".".join(quote_identifier(part) for part in parts)
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as err:

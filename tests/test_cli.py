@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from synth_model.cli import main
+from synth_model.tables import read_duckdb
 
 # Far too little training; without the grammar such a model mostly writes broken records.
 SMALL = (
@@ -287,3 +288,13 @@ def test_every_output_file_gets_the_umask_permissions(csv_input, fitted_credit, 
     assert {f.name: f.stat().st_mode & 0o777 for f in written if f.is_file()} == {
         f.name: mode for f in written if f.is_file()
     }
+
+
+def test_a_duckdb_table_name_may_be_quoted_as_in_sql(tmp_path):
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            'CREATE SCHEMA raw; CREATE TABLE raw."Odd Name" AS SELECT 1 AS x; CREATE TABLE raw."a.b" AS SELECT 2 AS y'
+        )
+    assert read_duckdb(db, 'raw."Odd Name"').to_pylist() == read_duckdb(db, "raw.Odd Name").to_pylist() == [{"x": 1}]
+    assert read_duckdb(db, 'raw."a.b"').to_pylist() == [{"y": 2}]
