@@ -24,7 +24,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import save_results, write_section  # noqa: E402
+from engine import publish_table  # noqa: E402
 from events import config as flights_config  # noqa: E402
 from events import load_flights  # noqa: E402
 
@@ -106,17 +106,26 @@ def main() -> int:
         lines.append(
             f"| {r['table']} | {r['precision']} | {r['workers']} | {r['timed_choice']} | " + " | ".join(cells) + " |"
         )
-    table = "\n".join(lines)
-    print(table)
-    saved = save_results(RESULTS, runs=args.runs, records=args.records, results=results)
-    m = saved["machine"]
-    intro = (
-        f"Valid records/s sampling {args.records:,} credit_data records (tiny default, 4,000 training records) "
-        f"and {args.records // 2:,} flights records (the event benchmark's table, 10,000 training records), "
-        f"medians of {args.runs} interleaved runs ({saved['date']}, {m['nproc']} CPU cores, {m['cpu']}). "
-        "A forced way reads the cache that way at every fill; in brackets, the ratio to the timed choice."
+
+    def intro(saved: dict) -> str:
+        m = saved["machine"]
+        return (
+            f"Valid records/s sampling {args.records:,} credit_data records (tiny default, 4,000 training records) "
+            f"and {args.records // 2:,} flights records (the event benchmark's table, 10,000 training records), "
+            f"medians of {args.runs} interleaved runs ({saved['date']}, {m['nproc']} CPU cores, {m['cpu']}). "
+            "A forced way reads the cache that way at every fill; in brackets, the ratio to the timed choice."
+        )
+
+    publish_table(
+        RESULTS,
+        "attention_ways",
+        "Attention over the key/value cache",
+        "\n".join(lines),
+        intro,
+        runs=args.runs,
+        records=args.records,
+        results=results,
     )
-    write_section("attention_ways", "Attention over the key/value cache", saved, intro, table)
     return 0
 
 

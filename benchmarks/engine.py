@@ -34,6 +34,7 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -413,6 +414,15 @@ def write_section(name: str, title: str, saved: dict, *paragraphs: str) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     body = "\n\n".join(paragraphs)
     write_readme(f"{start}\n### {title} (`{saved['command']}`)\n\n{body}\n{end}", start, end)
+
+
+def publish_table(path: Path, name: str, title: str, table: str, intro: Callable[[dict], str], **results) -> dict:
+    """Print a benchmark's table, save its results (`save_results`) and write README section `name`:
+    the intro made from the saved results (date, machine), then the table."""
+    print(table)
+    saved = save_results(path, **results)
+    write_section(name, title, saved, intro(saved), table)
+    return saved
 
 
 def write_json(results: dict) -> None:

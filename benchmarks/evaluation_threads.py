@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine import save_results, write_section  # noqa: E402
+from engine import publish_table  # noqa: E402
 
 from synth_model.evaluate.report import _evaluate, evaluate  # noqa: E402
 from warehouse.demo_data import fetch  # noqa: E402
@@ -80,15 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         one, every = by["one OpenMP thread"], by["OpenMP on every core"]
         worst = max(seconds[machine]["OpenMP on every core"])
         lines.append(f"| {machine} | {one:.1f} s | {every:.1f} s (slowest {worst:.1f} s) | {every / one:.2f}x |")
-    table = "\n".join(lines)
-    print(table)
-    results = save_results(RESULTS, rows=args.rows, seconds=seconds, medians=medians)
-    intro = (
-        f"{args.rows:,} synthetic and training rows x {synthetic.num_columns} columns (nycflights13 flights), "
-        f"target dep_delay; medians of {args.repeats} alternating evaluations ({results['date']}, "
-        f"{results['machine']['nproc']} CPU cores; N cores busy = N more processes spinning)."
+    publish_table(
+        RESULTS,
+        "evaluation_threads",
+        "Evaluation and OpenMP threads",
+        "\n".join(lines),
+        lambda saved: (
+            f"{args.rows:,} synthetic and training rows x {synthetic.num_columns} columns (nycflights13 flights), "
+            f"target dep_delay; medians of {args.repeats} alternating evaluations ({saved['date']}, "
+            f"{saved['machine']['nproc']} CPU cores; N cores busy = N more processes spinning)."
+        ),
+        rows=args.rows,
+        seconds=seconds,
+        medians=medians,
     )
-    write_section("evaluation_threads", "Evaluation and OpenMP threads", results, intro, table)
     return 0
 
 

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from engine import save_results, write_section  # noqa: E402
+from engine import publish_table  # noqa: E402
 
 from warehouse import Warehouse  # noqa: E402
 from warehouse.demo_data import DATASETS, fetch  # noqa: E402
@@ -121,16 +121,22 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {name} | {m['seconds']:.1f} s | {m['step_startup']:.1f} s | {m['steps']} | {base / m['seconds']:.2f}x |"
         )
-    table = "\n".join(lines)
-    print(table)
-    results = save_results(RESULTS, repeats=args.repeats, records=args.records, runs=runs, medians=medians)
-    intro = (
-        f"`dagster job execute -j refresh_planes` on a temporary warehouse with the demo's raw.planes "
-        f"(3,322 rows), a 64-wide 2-layer model fitted on ~{args.records:,} records and 200 generated per run; "
-        f"medians of {args.repeats} alternating runs ({results['date']}, {results['machine']['nproc']} CPU cores). "
-        "Step start: from Dagster launching a step's process to the step starting."
+    publish_table(
+        RESULTS,
+        "step_processes",
+        "Step processes",
+        "\n".join(lines),
+        lambda saved: (
+            f"`dagster job execute -j refresh_planes` on a temporary warehouse with the demo's raw.planes "
+            f"(3,322 rows), a 64-wide 2-layer model fitted on ~{args.records:,} records and 200 generated per run; "
+            f"medians of {args.repeats} alternating runs ({saved['date']}, {saved['machine']['nproc']} CPU cores). "
+            "Step start: from Dagster launching a step's process to the step starting."
+        ),
+        repeats=args.repeats,
+        records=args.records,
+        runs=runs,
+        medians=medians,
     )
-    write_section("step_processes", "Step processes", results, intro, table)
     return 0
 
 
