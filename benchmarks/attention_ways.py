@@ -6,8 +6,8 @@ The sampler's attention reads the cache whole, or the filled prefix with batched
 prefix through SDPA; `decoder.attention_ways` times the three when sampling starts and keeps the
 fastest, because which is fastest differs between CPUs. This fits the tiny default on credit_data
 (records of one short unit) and on the event benchmark's flights (groups of long units), then
-samples each with the timed choice and with each way forced for every fill, interleaved, `--runs`
-times each; credit in both precisions the CPU offers. Prints a table, writes
+samples each (after one unmeasured warm-up) with the timed choice and with each way forced for every
+fill, interleaved, `--runs` times each; credit in both precisions the CPU offers. Prints a table, writes
 `benchmarks/results/attention_ways.json` and the section between the attention_ways markers in
 `benchmarks/README.md`.
 """
@@ -58,6 +58,7 @@ def measure(name: str, synth: Synthesizer, records: int, runs: int, precision: s
     speeds: dict[str, list[float]] = {v: [] for v in variants}
     workers = 0
     generation = synth.config.generation
+    synth.generate_with_stats(min(records, 200))  # warm-up (first allocations, grammar set-up): not measured
     try:
         for run in range(runs):
             order = list(variants) if run % 2 == 0 else list(reversed(variants))
