@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from synth_model.config import GenerationConfig
+from synth_model.layouts import char_class
 from synth_model.validate import RecordValidator
 
 BEGIN, END = "<group>", "</group>"
@@ -56,16 +57,7 @@ POOLS = {"#9": "0123456789", "#A": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "#a": "abcdefgh
 
 def _template(value: str) -> tuple[str, ...]:
     """Per character: a class token (#9 digit, #A upper, #a lower) or the literal `=c`."""
-    return tuple(
-        "#9"
-        if c.isdigit()
-        else "#A"
-        if c.isascii() and c.isupper()
-        else "#a"
-        if c.isascii() and c.islower()
-        else "=" + c
-        for c in value
-    )
+    return tuple(map(char_class, value))
 
 
 def _digest(value) -> str:

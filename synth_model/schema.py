@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synth_model.errors import DataError
+from synth_model.layouts import identifier_pattern
 from synth_model.tables import quote_identifier
 
 KINDS = ("integer", "float", "categorical", "boolean", "date", "datetime", "text", "identifier")
@@ -167,7 +168,7 @@ def _infer_string(values: pa.ChunkedArray, base: dict) -> ColumnRule:
         return ColumnRule(kind="categorical", categories=categories, **base)
     has_space = pc.any(pc.match_substring_regex(values, r"\s")).as_py()
     if not has_space and length["max_length"] <= MAX_IDENTIFIER_LENGTH:
-        return ColumnRule(kind="identifier", pattern=_char_class_pattern(distinct.to_pylist()), **length, **base)
+        return ColumnRule(kind="identifier", pattern=identifier_pattern(distinct.to_pylist()), **length, **base)
     return ColumnRule(kind="text", **length, **base)
 
 
@@ -222,18 +223,6 @@ def _decimals(values: pa.ChunkedArray) -> int:
         if pc.all(pc.less(pc.abs(pc.subtract(scaled, pc.round(scaled))), 1e-6)).as_py():
             return d
     return MAX_DECIMALS
-
-
-def _char_class_pattern(samples: list[str]) -> str:
-    """A regex admitting the character classes seen in identifier values (e.g. ^[A-Z0-9]+$)."""
-    chars = set("".join(samples))
-    parts = []
-    for cls, test in (("0-9", str.isdigit), ("A-Z", str.isupper), ("a-z", str.islower)):
-        if any(test(c) and c.isascii() for c in chars):
-            parts.append(cls)
-            chars = {c for c in chars if not (test(c) and c.isascii())}
-    parts.extend(re.escape(c) for c in sorted(chars))
-    return "^[" + "".join(parts) + "]+$"
 
 
 def _type_from_string(name: str) -> pa.DataType:

@@ -61,7 +61,7 @@ def _string_check(rule: ColumnRule) -> Check:
             return "wrong_type"
         if not rule.min_length <= len(v) <= rule.max_length:
             return "bad_length"
-        if pattern and not pattern.match(v):
+        if pattern and not pattern.fullmatch(v):
             return "pattern_mismatch"
         return None
 

@@ -65,7 +65,7 @@ def test_the_schema_kinds_become_json_schema(every_kind):
     assert rules["joined"] == {"type": "string", "pattern": joined}
     assert rules["active"] == {"type": "boolean"}
     assert rules["plan"] == {"anyOf": [{"enum": ["basic", "pro"]}, {"type": "null"}]}
-    assert rules["id"]["pattern"] == "^[0-9A-Z]+$" and rules["id"]["maxLength"] == 6
+    assert rules["id"]["pattern"] == "^AB[0-9]{4}$" and rules["id"]["maxLength"] == 6
     assert rules["note"]["minLength"] >= 1 and "pattern" not in rules["note"]
 
 
@@ -103,6 +103,8 @@ def test_every_training_record_is_admitted(every_kind):
         ({"synced": "2024-01-01 07:00:00+99:99"}, "an offset no time zone has"),
         ({"id": "ab0001"}, "characters the identifiers never had"),
         ({"id": "AB00001"}, "longer than any identifier"),
+        ({"id": "BA0001"}, "not the AB every identifier starts with"),
+        ({"id": "ABC001"}, "a letter where the identifiers have digits"),
     ],
 )
 def test_broken_records_are_refused(every_kind, change, why):

@@ -42,7 +42,7 @@ def test_kinds_and_rules():
     assert rules["income"].decimals == 2 and rules["whole"].decimals == 0
     assert rules["home"].categories == ["other", "owner", "rent"]
     assert rules["day"].minimum == "2020-01-01"
-    assert rules["code"].pattern == "^[0-9A-Z]+$"
+    assert rules["code"].pattern == "^N[0-9]{3}AB$"  # the N and AB every code has, then three digits
     assert (rules["note"].min_length, rules["note"].max_length) == (29, 30)
 
 
