@@ -59,18 +59,22 @@ def column_schema(rule: ColumnRule) -> dict:
 
 
 def temporal_pattern(rule: ColumnRule) -> str:
-    """Dates and datetimes as `records.rows_to_texts` writes them: a month within the learned ones,
-    days that month has, real hours, minutes and seconds, and a UTC offset only for time-zone-aware
-    columns. (The learned range's first and last days are left to the validator.)"""
+    """Dates and datetimes as `records.rows_to_texts` writes them: a day within the learned ones
+    (months listed with the days each has, the first and last months from the first and last
+    learned day), real hours, minutes and seconds, and a UTC offset only for time-zone-aware
+    columns. (The time of day on the first and last days is left to the validator.)"""
     low, high = str(rule.minimum), str(rule.maximum)
-    first, last = int(low[:4]), int(high[:4])
-    if last - first < MAX_LISTED_YEARS:
+    first, last = (int(low[:4]), int(low[5:7]), int(low[8:10])), (int(high[:4]), int(high[5:7]), int(high[8:10]))
+    if last[0] - first[0] < MAX_LISTED_YEARS:
         spans = []
-        for year in range(first, last + 1):
-            by_length: dict[int, list[str]] = {}
-            for month in range(int(low[5:7]) if year == first else 1, (int(high[5:7]) if year == last else 12) + 1):
-                by_length.setdefault(calendar.monthrange(year, month)[1], []).append(f"{month:02d}")
-            months = "|".join(f"({'|'.join(ms)})-{DAYS[length]}" for length, ms in by_length.items())
+        for year in range(first[0], last[0] + 1):
+            by_days: dict[str, list[str]] = {}
+            for month in range(first[1] if year == first[0] else 1, (last[1] if year == last[0] else 12) + 1):
+                length = calendar.monthrange(year, month)[1]
+                days = (first[2] if (year, month) == first[:2] else 1, last[2] if (year, month) == last[:2] else length)
+                pattern = DAYS[length] if days == (1, length) else _listed(range(days[0], days[1] + 1))
+                by_days.setdefault(pattern, []).append(f"{month:02d}")
+            months = "|".join(f"({'|'.join(ms)})-{days}" for days, ms in by_days.items())
             spans.append(f"{year:04d}-({months})")
         date = "(" + "|".join(spans) + ")"
     else:
@@ -78,6 +82,10 @@ def temporal_pattern(rule: ColumnRule) -> str:
     if rule.kind == "date":
         return f"^{date}$"
     return f"^{date}{TIME}{OFFSET if 'tz=' in rule.arrow_type else ''}$"
+
+
+def _listed(days: range) -> str:
+    return "(" + "|".join(f"{d:02d}" for d in days) + ")"
 
 
 def record_schema(schema: TableSchema) -> dict:

@@ -59,9 +59,10 @@ def test_the_schema_kinds_become_json_schema(every_kind):
     assert rules["rate"]["type"] == "number" and rules["rate"]["multipleOf"] == 0.01
     assert "multipleOf" not in rules["score"]  # signed: decimals left to the validator (llguidance 1.7)
     assert rules["income"] == {"anyOf": [{"type": "integer", "minimum": 0.0, "maximum": 6000.0}, {"type": "null"}]}
-    # the learned months, 2020-01-01..06-28, with the days each has
+    # the learned months, 2020-01-01..06-26, with the days each has, up to the last day
     days = "(0[1-9]|[12][0-9]|3[01])", "(0[1-9]|[12][0-9])", "(0[1-9]|[12][0-9]|30)"
-    joined = f"^(2020-((01|03|05)-{days[0]}|(02)-{days[1]}|(04|06)-{days[2]}))$"
+    june = "(" + "|".join(f"{d:02d}" for d in range(1, 27)) + ")"
+    joined = f"^(2020-((01|03|05)-{days[0]}|(02)-{days[1]}|(04)-{days[2]}|(06)-{june}))$"
     assert rules["joined"] == {"type": "string", "pattern": joined}
     assert rules["active"] == {"type": "boolean"}
     assert rules["plan"] == {"anyOf": [{"enum": ["basic", "pro"]}, {"type": "null"}]}
@@ -98,6 +99,8 @@ def test_every_training_record_is_admitted(every_kind):
         ({"seen_at": "2024-05-01 08:30:00+02:00"}, "an offset on a column without a time zone"),
         ({"joined": "2019-12-31"}, "a year before the learned ones"),
         ({"joined": "2020-07-01"}, "a month after the learned ones"),
+        ({"joined": "2020-06-27"}, "a day after the last learned one"),
+        ({"seen_at": "2024-05-06 10:00:00"}, "a day after the last learned one, in its month"),
         ({"joined": "2020-02-30"}, "a day February does not have"),
         ({"synced": "2024-01-01 07:00:00"}, "no offset on a column with a time zone"),
         ({"synced": "2024-01-01 07:00:00+99:99"}, "an offset no time zone has"),
