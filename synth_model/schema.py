@@ -109,6 +109,7 @@ def infer_schema(table: pa.Table) -> TableSchema:
 
 
 def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
+    stored = str(column.type)  # a dictionary column is learned from its values and written back encoded
     typ = column.type
     if pa.types.is_dictionary(typ):
         column = column.cast(typ.value_type)
@@ -116,7 +117,7 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
     if pa.types.is_null(typ) or column.null_count == len(column):
         raise DataError(f"column '{name}' is entirely null: drop it from the input, it carries nothing to learn")
     required = column.null_count == 0
-    base = {"name": name, "arrow_type": str(typ), "required": required}
+    base = {"name": name, "arrow_type": stored, "required": required}
     values = column.drop_null()
     if pa.types.is_boolean(typ):
         return ColumnRule(kind="boolean", **base)
@@ -249,4 +250,8 @@ def _type_from_string(name: str) -> pa.DataType:
     match = re.fullmatch(r"timestamp\[(\w+)(?:, tz=(.+))?\]", name)
     if match:
         return pa.timestamp(match.group(1), tz=match.group(2))
+    match = re.fullmatch(r"dictionary<values=(.+), indices=(\w+), ordered=([01])>", name)
+    if match:
+        values, indices, ordered = match.groups()
+        return pa.dictionary(_type_from_string(indices), _type_from_string(values), ordered=ordered == "1")
     raise DataError(f"cannot restore Arrow type {name!r}")

@@ -140,6 +140,20 @@ def test_a_decimal_column_is_learned_as_a_number_and_published_as_decimal(tmp_pa
     assert types["c"] == "DECIMAL(10,2)" and rows > 0 and scale_ok
 
 
+def test_an_enum_column_is_learned_as_categories_and_published_as_the_enum(tmp_path, raw_warehouse):
+    raw_warehouse.write(
+        "raw.t",
+        "SELECT manufacturer AS a, seats AS b, (CASE WHEN year < 2000 THEN 'old' ELSE 'new' END)"
+        "::ENUM('old', 'new', 'unused') AS c FROM raw.planes WHERE year IS NOT NULL LIMIT 300",
+    )
+    plan = small_plan(tmp_path, raw_warehouse)
+    refresh(raw_warehouse, plan, tmp_path / "models", "run-1")
+    with raw_warehouse.connect(read_only=True) as con:
+        types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE synthetic.t)").fetchall())
+        values = {v for (v,) in con.execute("SELECT DISTINCT c::VARCHAR FROM synthetic.t").fetchall()}
+    assert types["c"] == "ENUM('old', 'new', 'unused')" and values <= {"old", "new"} and values
+
+
 def test_a_filter_that_fails_on_the_rows_is_named_and_nothing_is_published(tmp_path, raw_warehouse):
     (tmp_path / "sql" / "filters").mkdir(parents=True)
     (tmp_path / "sql" / "filters" / "bad.sql").write_text("-- years as words\nc > 'many'\n")

@@ -4,6 +4,7 @@ import pyarrow as pa
 import pytest
 
 from synth_model import DataError
+from synth_model.records import records_to_table
 from synth_model.schema import TableSchema, infer_schema, numbers_learned_as_text
 
 
@@ -44,6 +45,21 @@ def test_kinds_and_rules():
     assert rules["day"].minimum == "2020-01-01"
     assert rules["code"].pattern == "^N[0-9]{3}AB$"  # the N and AB every code has, then three digits
     assert (rules["note"].min_length, rules["note"].max_length) == (29, 30)
+
+
+def test_dictionary_columns_are_learned_from_their_values_and_written_back_encoded(tmp_path):
+    moods = pa.array(["sad", "ok", "happy", None] * 30).dictionary_encode()
+    ranked = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2] * 40, pa.int16()), ["low", "mid", "high"], ordered=True)
+    table = pa.table({"mood": moods, "rank": ranked, "n": list(range(120))})
+    schema = infer_schema(table)
+    assert [c.kind for c in schema.columns] == ["categorical", "categorical", "integer"]
+    assert schema.columns[0].categories == ["happy", "ok", "sad"]
+    schema.save(tmp_path / "schema.json")
+    restored = TableSchema.load(tmp_path / "schema.json")
+    assert restored.arrow_schema() == table.schema
+    out = records_to_table([{"mood": "ok", "rank": "high", "n": 3}, {"mood": None, "rank": "low", "n": 4}], restored)
+    assert out.schema == table.schema and out.column("rank").type.ordered
+    assert out.column("mood").to_pylist() == ["ok", None]
 
 
 def test_json_schema_round_trip(tmp_path):
