@@ -15,6 +15,7 @@ from collections.abc import Callable
 MAX_LAYOUTS = 8  # alternatives in one pattern; values of more shapes get a coarser description
 MIN_SHARED = 5  # distinct values a run must take the same text in before it is kept literally
 HEX = set("abcdefABCDEF")
+MIN_HEX_LETTERS = 4  # of the six, seen before letters and digits are taken for hex digits
 
 _RUNS = re.compile(r"[0-9]+|[A-Z]+|[a-z]+|.", re.DOTALL)
 _SEGMENTS = re.compile(r"[0-9A-Za-z]+|.", re.DOTALL)
@@ -52,10 +53,11 @@ def _escape(text: str) -> str:
 
 
 def character_class(chars: set[str]) -> str:
-    """A regex class of the characters seen; letters mixed with digits, all within a-f, are hex digits."""
+    """A regex class of the characters seen; letters mixed with digits, all within a-f and at least
+    `MIN_HEX_LETTERS` of them, are hex digits."""
     digits = any(c.isascii() and c.isdigit() for c in chars)
     letters = {c for c in chars if c.isascii() and c.isalpha()}
-    hexadecimal = digits and letters <= HEX
+    hexadecimal = digits and letters <= HEX and len({c.lower() for c in letters}) >= MIN_HEX_LETTERS
     parts = ["0-9"] if digits else []
     for full, hex_range, case in (("A-Z", "A-F", str.isupper), ("a-z", "a-f", str.islower)):
         if any(map(case, letters)):
