@@ -107,4 +107,9 @@ def identifier_pattern(values: list[str]) -> str:
             ordered = sorted(shapes.items(), key=lambda shape: (-len(shape[1]), shape[0]))
             layouts = [_layout(members, split) for _, members in ordered]
             return "^" + layouts[0] + "$" if len(layouts) == 1 else "^(" + "|".join(layouts) + ")$"
+    return character_pattern(values)
+
+
+def character_pattern(values: list[str]) -> str:
+    """The coarsest description: any string of the characters seen."""
     return "^" + character_class(set("".join(values))) + "+$"
