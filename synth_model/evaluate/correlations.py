@@ -50,7 +50,8 @@ def correlation_ratio(categories: pd.Series, values: pd.Series) -> float:
 
 def association(a: pd.Series, b: pd.Series) -> float:
     if is_numeric(a) and is_numeric(b):
-        r = a.astype(float).corr(b.astype(float))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a constant column: NaN, read as no correlation
+            r = a.astype(float).corr(b.astype(float))
         return 0.0 if pd.isna(r) else float(r)
     if is_numeric(a):
         return correlation_ratio(b, a)
