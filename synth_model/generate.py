@@ -237,6 +237,12 @@ def sample_units(
                     index = torch.tensor(refused, device=device)
                     masked = scores[index]
                     constraint.mask(masked, refused)
+                    empty = masked.isneginf().all(-1)
+                    if bool(empty.any()):  # top-p kept no token the grammar allows: the allowed tokens' nucleus
+                        stuck, at = index[empty], empty.nonzero().squeeze(1).tolist()
+                        allowed = logits[stuck].float()
+                        constraint.mask(allowed, [refused[i] for i in at])
+                        masked[empty] = _filter_logits(allowed, seen[stuck] if seen is not None else None, cfg)
                     token[index] = _sample(masked, uniform[1][index])
                     constraint.consume(token[index].tolist(), refused)
             ended = live & (token == eos_id)
@@ -344,6 +350,10 @@ class Collector:
         """Validate one batch; returns (units seen, valid units) for the stop rules."""
         seen, valid = 0, 0
         for lines, ended in sequences:
+            if ended and not lines:  # ended before writing anything: a failed unit, or the stop rules never fire
+                (self.reasons if self.groups is None else self.group_reasons)["empty"] += 1
+                seen += 1
+                continue
             if self.groups is None:
                 if not ended:  # cut at the length cap: its record is incomplete
                     self.truncated += 1

@@ -112,7 +112,9 @@ class Constraint:
 
     Sampling first and masking only the rows whose token the grammar refused draws from exactly the
     masked distribution (an allowed token t comes out with p(t) + (1 - Z) p(t) / Z = p(t) / Z, Z the
-    allowed mass), and a well-trained model rarely needs the mask, which is the costly part.
+    allowed mass), and a well-trained model rarely needs the mask, which is the costly part. Under
+    top-p a refused row's nucleus may hold no allowed token: that row draws from the nucleus of the
+    allowed tokens instead.
     """
 
     def __init__(self, tokenizer, schema: TableSchema, grouped: bool, rows: int, max_records: int | None = None):

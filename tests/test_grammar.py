@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from synth_model import Synthesizer
+from synth_model import generate as generate_module
 from synth_model.grammar import column_schema, unit_grammar
 from synth_model.groups import BEGIN, END
 from synth_model.models import train_tokenizer
@@ -143,3 +144,22 @@ def test_structured_generation_makes_every_record_valid(undertrained):
     assert free["valid_fraction"] < 0.9, free  # without the grammar this model fails often ...
     assert result.stats["valid_fraction"] == 1.0 and result.stats["rejections"] == {}  # ... with it, never
     assert result.table.num_rows == 200 and result.stats["structured"] is True
+
+
+def test_top_p_never_leaves_a_refused_row_without_an_allowed_token(undertrained, monkeypatch):
+    """A refused row's nucleus may hold no token the grammar allows; drawing from it gave a garbage
+    token that broke the row's grammar state, and sampling never finished."""
+    draws = []
+
+    def checked(scores, uniform):
+        draws.append(bool(scores.isneginf().all(-1).any()))
+        return sample(scores, uniform)
+
+    sample = generate_module._sample
+    monkeypatch.setattr(generate_module, "_sample", checked)
+    generation = undertrained.config.generation
+    monkeypatch.setattr(generation, "top_p", 0.3)
+    monkeypatch.setattr(generation, "workers", 1)
+    result = undertrained.generate_with_stats(100)
+    assert result.table.num_rows == 100 and result.stats["valid_fraction"] == 1.0
+    assert draws and not any(draws)

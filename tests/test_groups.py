@@ -143,6 +143,14 @@ def test_groups_to_start_do_not_trust_the_short_groups_that_finish_first():
     assert units_to_start(30, live=4, records_per_unit=3.0, collector=few) == 6
 
 
+@pytest.mark.parametrize("grouped", [False, True])
+def test_units_that_end_before_writing_anything_count_as_invalid(grouped):
+    """Else a model that only ever ends at once would sample forever: the stop rules see nothing."""
+    collector = Collector(RecordValidator(SCHEMA), rules() if grouped else None)
+    assert collector.add([([], True), ([], True)]) == (2, 0)
+    assert (collector.group_reasons if grouped else collector.reasons) == {"empty": 2}
+
+
 def test_the_surplus_of_finished_groups_is_left_out_at_random():
     # as sampled: the short groups finish first, the long ones last
     finished = [[{"g": i}] * (1 + i // 20) for i in range(100)]  # 20 groups each of 1..5 records
