@@ -109,16 +109,22 @@ def infer_schema(table: pa.Table) -> TableSchema:
 
 
 def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
-    stored = str(column.type)  # a dictionary column is learned from its values and written back encoded
-    typ = column.type
+    typ = stored = column.type
+    dictionary = None
     if pa.types.is_dictionary(typ):
+        if column.num_chunks and _is_text(typ.value_type):  # an ENUM: categories in the dictionary's order
+            dictionary = column.unify_dictionaries().chunk(0).dictionary.to_pylist()
         column = column.cast(typ.value_type)
         typ = typ.value_type
+        stored = stored if dictionary is not None else typ  # other dictionaries come back as plain values
     if pa.types.is_null(typ) or column.null_count == len(column):
         raise DataError(f"column '{name}' is entirely null: drop it from the input, it carries nothing to learn")
     required = column.null_count == 0
-    base = {"name": name, "arrow_type": stored, "required": required}
+    base = {"name": name, "arrow_type": str(stored), "required": required}
     values = column.drop_null()
+    if dictionary is not None:
+        present = set(pc.unique(values).to_pylist())
+        return ColumnRule(kind="categorical", categories=[v for v in dictionary if v in present], **base)
     if pa.types.is_boolean(typ):
         return ColumnRule(kind="boolean", **base)
     if pa.types.is_integer(typ):
@@ -151,12 +157,16 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
     if pa.types.is_timestamp(typ):
         mm = pc.min_max(values)
         return ColumnRule(kind="datetime", minimum=str(mm["min"].as_py()), maximum=str(mm["max"].as_py()), **base)
-    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+    if _is_text(typ):
         return _infer_string(values, base)
     raise DataError(
         f"column '{name}' has type {typ}, which cannot be synthesized: cast it to a string, number or "
         "date in the preparation SQL, or drop it"
     )
+
+
+def _is_text(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ)
 
 
 def _infer_string(values: pa.ChunkedArray, base: dict) -> ColumnRule:

@@ -47,19 +47,32 @@ def test_kinds_and_rules():
     assert (rules["note"].min_length, rules["note"].max_length) == (29, 30)
 
 
-def test_dictionary_columns_are_learned_from_their_values_and_written_back_encoded(tmp_path):
+def test_text_dictionaries_are_categories_in_their_order_and_written_back_encoded(tmp_path):
     moods = pa.array(["sad", "ok", "happy", None] * 30).dictionary_encode()
-    ranked = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2] * 40, pa.int16()), ["low", "mid", "high"], ordered=True)
-    table = pa.table({"mood": moods, "rank": ranked, "n": list(range(120))})
+    sizes = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2] * 40, pa.int16()), ["S", "M", "L", "XL"], ordered=True)
+    codes = pa.array([f"c{i:03d}" for i in range(120)]).dictionary_encode()  # would be an identifier as text
+    table = pa.table({"mood": moods, "size": sizes, "code": codes, "n": list(range(120))})
     schema = infer_schema(table)
-    assert [c.kind for c in schema.columns] == ["categorical", "categorical", "integer"]
-    assert schema.columns[0].categories == ["happy", "ok", "sad"]
+    assert [c.kind for c in schema.columns] == ["categorical", "categorical", "categorical", "integer"]
+    assert schema.columns[0].categories == ["sad", "ok", "happy"]
+    assert schema.columns[1].categories == ["S", "M", "L"]  # the dictionary's order; XL never occurs
     schema.save(tmp_path / "schema.json")
     restored = TableSchema.load(tmp_path / "schema.json")
     assert restored.arrow_schema() == table.schema
-    out = records_to_table([{"mood": "ok", "rank": "high", "n": 3}, {"mood": None, "rank": "low", "n": 4}], restored)
-    assert out.schema == table.schema and out.column("rank").type.ordered
-    assert out.column("mood").to_pylist() == ["ok", None]
+    records = [{"mood": "ok", "size": "L", "code": "c007", "n": 3}, {"mood": None, "size": "M", "code": "c001", "n": 4}]
+    out = records_to_table(records, restored)
+    assert out.schema == table.schema and out.column("mood").to_pylist() == ["ok", None]
+    size = out.column("size").chunk(0)
+    assert size.type.ordered and size.dictionary.to_pylist() == ["S", "M", "L"]
+
+
+def test_other_dictionaries_are_learned_and_written_as_plain_values():
+    days = pa.array([dt.date(2024, 1, 1 + i % 3) for i in range(60)]).dictionary_encode()
+    amounts = pa.array([1, 50, 100] * 20).dictionary_encode()
+    schema = infer_schema(pa.table({"day": days, "amount": amounts}))
+    assert [(c.kind, c.arrow_type) for c in schema.columns] == [("date", "date32[day]"), ("integer", "int64")]
+    out = records_to_table([{"day": "2024-01-02", "amount": 50}], schema)
+    assert out.column("day").to_pylist() == [dt.date(2024, 1, 2)]
 
 
 def test_json_schema_round_trip(tmp_path):
