@@ -111,5 +111,5 @@ def identifier_pattern(values: list[str]) -> str:
 
 
 def character_pattern(values: list[str]) -> str:
-    """The coarsest description: any string of the characters seen."""
-    return "^" + character_class(set("".join(values))) + "+$"
+    """The coarsest description: any string of the characters seen (empty too, where one was)."""
+    return "^" + character_class(set("".join(values))) + ("*" if "" in values else "+") + "$"

@@ -60,6 +60,7 @@ def test_too_many_shapes_fall_back_to_segments_then_characters():
     shapes = ["".join(rng.choice("ab_.") for _ in range(rng.randint(2, 9))) for _ in range(300)]
     assert len({re.sub("[ab]+", "w", s) for s in shapes}) > MAX_LAYOUTS
     assert identifier_pattern(shapes) == r"^[a-z\._]+$"
+    assert identifier_pattern([*shapes, ""]) == r"^[a-z\._]*$"  # an empty value stays admitted
     assert identifier_pattern(["abc1", "AB12"]) == "^([A-Z]{2}[0-9]{2}|[a-z]{3}[0-9])$"  # a few shapes: alternatives
 
 
