@@ -64,6 +64,18 @@ def materialize(project, job: str, spec_path: Path | None = None):
     return defs, defs.resolve_job_def(job).execute_in_process(instance=project.instance, raise_on_error=False)
 
 
+def publish_alone(project, spec_path: Path):
+    """`synthetic/planes` materialized on its own, as from the asset graph in the UI."""
+    defs = build_definitions(spec_path, project.warehouse.path, project.models)
+    job = defs.resolve_implicit_global_asset_job_def()
+    selection = [dg.AssetKey(["synthetic", "planes"])]
+    return job.execute_in_process(instance=project.instance, asset_selection=selection, raise_on_error=False)
+
+
+def failure_text(result) -> str:
+    return " ".join(str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure)
+
+
 def latest_metadata(instance, *key) -> dict:
     event = instance.get_latest_materialization_event(dg.AssetKey(list(key)))
     return event.asset_materialization.metadata
@@ -204,6 +216,9 @@ def test_failing_quality_gate_keeps_the_published_table(project, tmp_path):
         (e.check_name, e.passed) for e in result.get_asset_check_evaluations() if e.check_name == "quality_gate"
     ] == [("quality_gate", False)]
     assert project.warehouse.checksum("synthetic.planes") == before
+    alone = publish_alone(project, strict)  # no blocking check guards an asset materialized on its own
+    assert not alone.success and "failed their gates (quality_gate" in failure_text(alone)
+    assert project.warehouse.checksum("synthetic.planes") == before
 
 
 def test_rerun_reuses_the_model_and_adds_a_version(project, tmp_path):
@@ -229,6 +244,9 @@ def test_failing_gate_keeps_the_published_table(project, tmp_path):
     assert not result.success
     gate = [e for e in result.get_asset_check_evaluations() if e.check_name == "valid_fraction_gate"]
     assert [e.passed for e in gate] == [False]
+    assert project.warehouse.checksum("synthetic.planes") == before
+    alone = publish_alone(project, strict)
+    assert not alone.success and "valid, under the gate 1.0" in failure_text(alone)
     assert project.warehouse.checksum("synthetic.planes") == before
     assert project.warehouse.scalar("SELECT count(*) FROM meta.lineage") == versions
 

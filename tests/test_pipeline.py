@@ -11,15 +11,16 @@ from warehouse.spec import load_spec
 from warehouse.sql_models import validate_spec
 
 
-def small_plan(tmp_path, warehouse, extra: str = ""):
-    """Table t: 300 plane rows (a, b, c) and a very small model, so a whole refresh takes seconds."""
+def small_plan(tmp_path, warehouse, extra: str = "", gates: str = "{min_valid_fraction: 0.5}"):
+    """Table t: 300 plane rows (a, b, c) and a very small model, so a whole refresh takes seconds
+    (and may write fewer valid records than the default gate asks)."""
     if not warehouse.exists("raw.t"):
         warehouse.write("raw.t", "SELECT manufacturer AS a, seats AS b, year AS c FROM raw.planes LIMIT 300")
     spec = tmp_path / "synth.yaml"
     spec.write_text(
         "tables:\n  - name: t\n    source: raw.t\n"
         "    training: {num_input_records_to_sample: 300, tiny: {hidden_size: 32, num_layers: 1, num_heads: 2, "
-        f"vocab_size: 300}}}}\n    generation: {{num_records: 20}}\n    {extra}\n"
+        f"vocab_size: 300}}}}\n    generation: {{num_records: 20}}\n    gates: {gates}\n    {extra}\n"
     )
     return validate_spec(load_spec(spec), warehouse)["t"]
 
@@ -152,6 +153,28 @@ def test_an_enum_column_is_learned_as_categories_and_published_as_the_enum(tmp_p
         types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE synthetic.t)").fetchall())
         values = {v for (v,) in con.execute("SELECT DISTINCT c::VARCHAR FROM synthetic.t").fetchall()}
     assert types["c"] == "ENUM('old', 'new', 'unused')" and values <= {"old", "new"} and values
+
+
+def test_a_publication_on_its_own_needs_a_passing_report_of_the_same_rows(tmp_path, raw_warehouse):
+    """Dagster's blocking gate checks guard a job, not `synthetic/t` materialized alone."""
+    plan = small_plan(tmp_path, raw_warehouse, gates="{min_valid_fraction: 0.5, min_quality: 9.9}")
+    pipeline.prepare(raw_warehouse, plan, "run-1")
+    pipeline.train(raw_warehouse, plan, tmp_path / "models", "run-1")
+    pipeline.generate(raw_warehouse, plan, "run-1")
+    with pytest.raises(DataError, match="rows have no report, and the quality, privacy or copy gates need one"):
+        pipeline.publish(raw_warehouse, plan, "run-2")
+    out = pipeline.evaluate(raw_warehouse, plan, "run-3", tmp_path / "reports", log=lambda _: None)
+    assert [c.passed for c in out["checks"]] == [False]
+    with pytest.raises(DataError, match=r"failed their gates \(quality_gate: .* misses the gate >= 9.9\)"):
+        pipeline.publish(raw_warehouse, plan, "run-4")
+    assert not raw_warehouse.exists("synthetic.t")
+    (tmp_path / "passing").mkdir()
+    passing = small_plan(tmp_path / "passing", raw_warehouse, gates="{min_valid_fraction: 0.5, min_quality: 0.0}")
+    pipeline.evaluate(raw_warehouse, passing, "run-5", tmp_path / "reports", log=lambda _: None)
+    assert pipeline.publish(raw_warehouse, passing, "run-6")["published"]
+    pipeline.generate(raw_warehouse, passing, "run-7")  # new rows: the report judged the earlier ones
+    with pytest.raises(DataError, match="rows have no report"):
+        pipeline.publish(raw_warehouse, passing, "run-8")
 
 
 def test_a_filter_that_fails_on_the_rows_is_named_and_nothing_is_published(tmp_path, raw_warehouse):

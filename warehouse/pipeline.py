@@ -104,6 +104,34 @@ def _require_chain(con: duckdb.DuckDBPyConnection, table: str, steps: tuple[str,
     return list(found.values())
 
 
+def _require_gates(con: duckdb.DuckDBPyConnection, spec, generated: dict) -> None:
+    """Refuse to publish rows that failed a gate, or were never judged by the report its gates need.
+
+    In a job, Dagster's blocking checks stop the steps after a failed gate; an asset materialized
+    on its own has no such guard, so the publication checks the recorded results itself.
+    """
+    table, gates = spec.name, spec.gates
+    remedy = f"synthetic.{table} keeps its previous version; or run the job refresh_{table}"
+    if generated["valid_fraction"] < gates.min_valid_fraction:
+        raise DataError(
+            f"synthetic_raw.{table} is {generated['valid_fraction']:.3f} valid, under the gate "
+            f"{gates.min_valid_fraction}: materialize synthetic_raw/{table} again (or train longer) before "
+            f"synthetic/{table}; " + remedy
+        )
+    if gates.min_quality is None and gates.min_privacy is None and gates.max_exact_copy_rate is None:
+        return
+    report = audit.latest_step(con, table, "report")
+    if report is None or report.get("generated_run") != generated["run_id"]:
+        raise DataError(
+            f"the latest synthetic_raw.{table} rows have no report, and the quality, privacy or copy gates "
+            f"need one: materialize report/{table} before synthetic/{table}; " + remedy
+        )
+    if report["failed_gates"]:
+        raise DataError(
+            f"the latest synthetic_raw.{table} rows failed their gates ({'; '.join(report['failed_gates'])}); " + remedy
+        )
+
+
 # --------------------------------------------------------------------------- prepare
 def prepare(warehouse: Warehouse, plan: Plan, run_id: str) -> dict:
     """Run the preparation model into `prepared.T`; refuse rows the mapped-column join cannot carry."""
@@ -293,9 +321,6 @@ def evaluate(warehouse: Warehouse, plan: Plan, run_id: str, reports_root: Path, 
     result = synth.evaluate(real, synthetic, spec.evaluation.target, spec.evaluation.quasi_identifiers)
     paths = save_report(result, Path(reports_root) / spec.name / run_id, title=f"synthetic.{spec.name}")
     flat = scores(result)
-    with warehouse.connect() as con:
-        audit.record_evaluation(con, spec.name, run_id, generated["model_id"], flat)
-        audit.log_step(con, spec.name, "report", run_id, started, {"report": str(paths["html"]), **flat})
     gates = spec.gates
     checks = []
     for name, value, floor, ceiling in (
@@ -309,6 +334,15 @@ def evaluate(warehouse: Warehouse, plan: Plan, run_id: str, reports_root: Path, 
         bound = f">= {floor}" if floor is not None else f"<= {ceiling}"
         shown = "no score" if value is None else f"{value:.3f}"
         checks.append(Check(name, passed, f"{shown} {'meets' if passed else 'misses'} the gate {bound}", {}))
+    details = {
+        "report": str(paths["html"]),
+        **flat,
+        "generated_run": generated["run_id"],  # the synthetic_raw rows judged, which a publication must match
+        "failed_gates": [f"{c.name}: {c.description}" for c in checks if not c.passed],
+    }
+    with warehouse.connect() as con:
+        audit.record_evaluation(con, spec.name, run_id, generated["model_id"], flat)
+        audit.log_step(con, spec.name, "report", run_id, started, details)
     return {"result": result, "scores": flat, "paths": paths, "checks": checks}
 
 
@@ -326,6 +360,7 @@ def publish(warehouse: Warehouse, plan: Plan, run_id: str, started_at: datetime 
     staging = staging_name(target)
     with warehouse.connect() as con:
         prepared_step, model_step, generated = _require_chain(con, spec.name, STEPS, f"synthetic/{spec.name}")
+        _require_gates(con, spec, generated)
         types = column_types(con, table["prepared"])
         split = split_query(table["synthetic_raw"], types, spec.mapped_columns)
         con.execute(f"CREATE TEMP TABLE split_rows AS {split}")
