@@ -177,6 +177,18 @@ def test_a_publication_on_its_own_needs_a_passing_report_of_the_same_rows(tmp_pa
         pipeline.publish(raw_warehouse, passing, "run-8")
 
 
+def test_a_generation_change_reuses_the_model_and_samples_with_the_new_settings(tmp_path, raw_warehouse):
+    plan, models = small_plan(tmp_path, raw_warehouse), tmp_path / "models"
+    pipeline.prepare(raw_warehouse, plan, "run-1")
+    first = pipeline.train(raw_warehouse, plan, models, "run-1")
+    spec = tmp_path / "synth.yaml"
+    spec.write_text(spec.read_text().replace("{num_records: 20}", "{num_records: 35, seed: 4}"))
+    changed = validate_spec(load_spec(spec), raw_warehouse)["t"]
+    again = pipeline.train(raw_warehouse, changed, models, "run-2")
+    assert again["model_id"] == first["model_id"] and not again["retrained"]
+    assert pipeline.generate(raw_warehouse, changed, "run-2")["rows"] == 35
+
+
 def test_a_filter_that_fails_on_the_rows_is_named_and_nothing_is_published(tmp_path, raw_warehouse):
     (tmp_path / "sql" / "filters").mkdir(parents=True)
     (tmp_path / "sql" / "filters" / "bad.sql").write_text("-- years as words\nc > 'many'\n")

@@ -220,7 +220,8 @@ def train(warehouse: Warehouse, plan: Plan, models_root: Path, run_id: str, log:
         columns = list(column_types(con, prepared))
     query = training_query(prepared, columns, spec.mapped_columns, (spec.group_by or []) + (spec.order_by or []))
     config = spec.engine_config()
-    model_id = digest(content, query, config.dump(), MODEL_FORMAT)
+    trained_by = {k: v for k, v in config.dump().items() if k != "generation"}  # sampling settings retrain nothing
+    model_id = digest(content, query, trained_by, MODEL_FORMAT)
     model_dir = Path(models_root) / spec.name / model_id
     retrained = not (model_dir / "config.yaml").is_file()
     if retrained:
@@ -284,6 +285,7 @@ def generate(warehouse: Warehouse, plan: Plan, run_id: str, log: Log = print) ->
     if not (model_dir / "config.yaml").is_file():
         raise DataError(f"model folder {model_dir} is gone: materialize model/{spec.name} again")
     synth = Synthesizer.load(model_dir)
+    synth.config.generation = spec.engine_config().generation  # synth.yaml's now, not the one trained with
     log(f"{spec.name}: generating {synth.config.generation.num_records} records with model {model['model_id']}")
     result = synth.generate_with_stats(progress=_every(log, spec.name, "generation", "valid", "target"))
     stats = result.stats | {"model_id": model["model_id"], "model_path": str(model_dir)}
