@@ -123,7 +123,8 @@ def rows_per_compute(example: Example, row_tokens: int) -> list[Example]:
     Units are packed first-fit, longest first, so rows come out about equally long (little padding);
     the example's first unit (the one whose first token is learned from the prompt) opens the first
     row. Every unit is followed by the end token it must predict; the first token of a unit that
-    opens a later row stays unlabelled, as it was in the packed example.
+    opens a later row stays unlabelled here, as it was in the packed example (`train.collate` has it
+    learned from the prompt, with every other unit's).
     """
     if not example.starts or len(example.input_ids) <= row_tokens:
         return [example]
@@ -217,7 +218,7 @@ def assemble_examples(
     Each pass over the data is a fresh shuffle, so repeated epochs see different neighbours. The
     first token of every unit after the first is labelled with the end token instead: it is what
     the previous unit's last position must predict (a unit's own first token is learned from the
-    prompt, as the first unit of each example teaches).
+    prompt's last position: see `train.collate`).
     """
     examples: list[Example] = []
     covered = 0

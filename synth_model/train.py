@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -41,12 +42,18 @@ def collate(batch: Sequence[Example], pad_id: int, row_width: int | None = None)
     that for per-example gradients). The attention mask is 4-D ([batch, 1, query, key], True = may
     attend): causal, restricted to the query's own unit plus the prompt, padding hidden (a padded
     query sees only itself).
+
+    `openers` holds, at each unit's first token that the packed layout does not learn from the
+    prompt (every unit but an example's first: the position before it predicts the end of the unit
+    before), that token: `loss_sum` learns it from the prompt's last position, which every unit
+    sees alike, so sampling's first step (from the prompt) is trained once per unit, not per example.
     """
     if row_width:
         batch = [row for e in batch for row in rows_per_compute(e, row_width)]
     width = max(len(e.input_ids) for e in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    openers = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
     positions = torch.zeros((len(batch), width), dtype=torch.long)
     segment = torch.full((len(batch), width), PAD_SEGMENT, dtype=torch.long)
     for i, e in enumerate(batch):
@@ -59,11 +66,19 @@ def collate(batch: Sequence[Example], pad_id: int, row_width: int | None = None)
         for k, (begin, end) in enumerate(zip(starts, [*starts[1:], n], strict=True)):
             segment[i, begin:end] = k
             positions[i, begin:end] = torch.arange(starts[0], starts[0] + end - begin)
+            if e.starts and e.labels[begin] != e.input_ids[begin]:
+                openers[i, begin] = e.input_ids[begin]
     causal = torch.ones((width, width), dtype=torch.bool).tril()
     same_unit = segment[:, :, None] == segment[:, None, :]
     visible = same_unit | (segment == PROMPT_SEGMENT)[:, None, :]
     mask = causal & visible & (segment != PAD_SEGMENT)[:, None, :] | torch.eye(width, dtype=torch.bool)
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask[:, None], "position_ids": positions}
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "openers": openers,
+        "attention_mask": mask[:, None],
+        "position_ids": positions,
+    }
 
 
 def make_batches(examples: Sequence[Example], batch_size: int, rng: np.random.Generator) -> list[list[Example]]:
@@ -77,8 +92,27 @@ def make_batches(examples: Sequence[Example], batch_size: int, rng: np.random.Ge
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _labelled(batch: dict[str, torch.Tensor]) -> int:
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+def labelled(batch: dict[str, torch.Tensor]) -> int:
+    """Predictions a collated batch trains: next tokens, and units' first tokens from the prompt."""
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum() + (batch["openers"] != IGNORE_INDEX).sum())
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k not in ("labels", "openers")}
+
+
+def loss_sum(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed loss of a collated batch's `labelled` predictions (HF's shifted next-token loss, plus
+    `openers` from the logits at the prompt's last position, the index before their position id)."""
+    logits = model(**model_inputs(batch)).logits.float()
+    targets = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)  # shift the labels, not the logits
+    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+    openers = batch["openers"]
+    rows, at = (openers != IGNORE_INDEX).nonzero(as_tuple=True)
+    if len(rows):
+        prompt_end = batch["position_ids"][rows, at] - 1
+        loss = loss + F.cross_entropy(logits[rows, prompt_end].float(), openers[rows, at], reduction="sum")
+    return loss
 
 
 def batch_loss(model, batch: dict[str, torch.Tensor], device, backward_scale: float | None = None) -> float:
@@ -94,7 +128,7 @@ def batch_loss(model, batch: dict[str, torch.Tensor], device, backward_scale: fl
     rows, width = positions.shape
     lengths = width - (positions > 0).int().flip(1).argmax(1)  # padding trails each row at position 0
     order = lengths.argsort(descending=True, stable=True)
-    count = max(_labelled(batch), 1)
+    count = max(labelled(batch), 1)
     total, start = 0.0, 0
     while start < rows:
         longest = int(lengths[order[start]])
@@ -105,10 +139,9 @@ def batch_loss(model, batch: dict[str, torch.Tensor], device, backward_scale: fl
             k: (v[index, :, :longest, :longest] if v.dim() == 4 else v[index, :longest]).to(device)
             for k, v in batch.items()
         }
-        n = _labelled(chunk)
-        if n == 0:
+        if labelled(chunk) == 0:
             continue
-        loss = model(**chunk).loss * (n / count)
+        loss = loss_sum(model, chunk) / count
         if backward_scale is not None:
             (loss * backward_scale).backward()
         total += loss.item()
@@ -122,7 +155,7 @@ def evaluate_loss(model, examples: Sequence[Example], batch_size: int, pad_id: i
     width = row_tokens(examples)
     for start in range(0, len(examples), batch_size):
         batch = collate(examples[start : start + batch_size], pad_id, width)
-        n = _labelled(batch)
+        n = labelled(batch)
         total += batch_loss(model, batch, device) * n
         count += n
     model.train()
@@ -210,8 +243,7 @@ def train(
                     loss = batch_loss(forward, batch, device, backward_scale=1 / len(micro))
                 else:
                     batch = {k: v.to(device) for k, v in batch.items()}
-                    labels = batch.pop("labels")
-                    dp_loss = per_example_loss(forward(**batch).logits, labels).mean()
+                    dp_loss = per_example_loss(forward(**model_inputs(batch)).logits, batch["labels"]).mean()
                     dp_loss.backward()  # per-example gradients land in p.grad_sample
                     loss = dp_loss.item()
                     if j + 1 < len(micro):  # clip and sum this micro-batch; noise once per logical batch

@@ -14,7 +14,7 @@ from synth_model.errors import ConfigError, DataError
 from synth_model.models import build_tiny
 from synth_model.privacy import dp
 from synth_model.records import IGNORE_INDEX, Example
-from synth_model.train import collate
+from synth_model.train import collate, model_inputs
 
 TEXTS = [f'{{"id":{i},"kind":"k{i % 5}","note":"{"x" * (i % 9)}"}}\n' for i in range(60)]
 
@@ -35,8 +35,7 @@ def test_each_example_gradient_is_clipped_to_the_bound():
     plan = dp.DPPlan(8, 1e-5, 0.0, bound, 0.1, len(ids), 1, 100)  # no noise: the sum is exact
     params = [p for p in model.parameters() if p.requires_grad]
     private, optimizer = dp.make_private(model, torch.optim.SGD(params, lr=1.0), plan, seed=0)
-    labels = batch.pop("labels")
-    dp.per_example_loss(private(**batch).logits, labels).mean().backward()
+    dp.per_example_loss(private(**model_inputs(batch)).logits, batch["labels"]).mean().backward()
     norms = torch.stack([p.grad_sample.flatten(1).norm(dim=1) for p in params]).norm(dim=0)
     assert (norms > bound).all()
     optimizer.pre_step()  # clip, sum, noise (zero), scale: what the optimizer step uses

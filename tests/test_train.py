@@ -11,7 +11,7 @@ from tiny_models import tiny_llama
 
 from synth_model import train as train_module
 from synth_model.records import IGNORE_INDEX, Unit, assemble_examples, row_tokens, rows_per_compute
-from synth_model.train import batch_loss, collate
+from synth_model.train import batch_loss, collate, labelled, loss_sum, model_inputs
 
 PROMPT, EOS, PAD = [5, 6, 7], 1, 0
 
@@ -49,7 +49,8 @@ def test_row_layout_gives_the_packed_loss_and_gradients():
 
     def loss_and_grads(width):
         model.zero_grad()
-        loss = model(**collate(examples, PAD, width)).loss
+        batch = collate(examples, PAD, width)
+        loss = loss_sum(model, batch) / labelled(batch)
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
@@ -60,6 +61,31 @@ def test_row_layout_gives_the_packed_loss_and_gradients():
         for grad, packed in zip(grads, packed_grads, strict=True):
             torch.testing.assert_close(grad, packed, atol=1e-5, rtol=1e-4)
     assert collate(examples, PAD, 60)["input_ids"].shape[1] < collate(examples, PAD)["input_ids"].shape[1]
+
+
+def test_every_unit_learns_its_first_token_from_the_prompt():
+    """The packed layout learns a unit's first token from the prompt only for an example's first
+    unit; sampling starts every unit there, so every unit's first token is learned there too."""
+    model = tiny_llama()
+    examples = packed_examples()
+    units = sum(len(e.starts) for e in examples)
+    for width in (None, row_tokens(examples), 30):
+        batch = collate(examples, PAD, width)
+        openers = batch["openers"] != IGNORE_INDEX
+        assert int(openers.sum()) == units - len(examples)  # every unit but an example's first
+        assert bool((batch["input_ids"][openers] == batch["openers"][openers]).all())
+        assert labelled(batch) == int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()) + units - len(examples)
+    batch = collate(examples, PAD, 30)
+    plain = torch.nn.functional.cross_entropy(
+        model(**model_inputs(batch)).logits[:, :-1].flatten(0, 1),
+        batch["labels"][:, 1:].flatten(),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    logits = model(torch.tensor([PROMPT])).logits[0, -1]  # what sampling's first step reads
+    first = torch.tensor([e.input_ids[s] for e in examples for s in e.starts[1:]])
+    from_prompt = torch.nn.functional.cross_entropy(logits.expand(len(first), -1), first, reduction="sum")
+    torch.testing.assert_close(loss_sum(model, batch), plain + from_prompt, rtol=1e-5, atol=1e-4)
 
 
 def test_chunked_forwards_give_the_whole_batch_loss_and_gradients(monkeypatch):
@@ -74,10 +100,11 @@ def test_chunked_forwards_give_the_whole_batch_loss_and_gradients(monkeypatch):
 
     whole_loss, whole_grads = loss_and_grads()
     model.zero_grad()
-    (model(**batch).loss * 0.5).backward()
+    one_forward = loss_sum(model, batch) / labelled(batch)
+    (one_forward * 0.5).backward()
     for grad, param in zip(whole_grads, model.parameters(), strict=True):
         torch.testing.assert_close(grad, param.grad, atol=1e-6, rtol=1e-4)
-    assert whole_loss == pytest.approx(float(model(**batch).loss), rel=1e-6)
+    assert whole_loss == pytest.approx(float(one_forward), rel=1e-6)
     width = batch["input_ids"].shape[1]
     monkeypatch.setattr(
         train_module, "LOGITS_PER_FORWARD", 3 * width * model.config.vocab_size
