@@ -21,6 +21,16 @@ def test_results_print_as_a_table_and_one_wide_row_as_lines(warehouse, tmp_path)
     assert run(str(tmp_path / "q.sql"), warehouse).splitlines()[3] == "c3: NULL"
 
 
+def test_all_shows_every_row_and_column(warehouse, capsys):
+    warehouse.write("synthetic.long", pa.table({f"column_{i}": list(range(50)) for i in range(30)}))
+    query = "SELECT * FROM synthetic.long"
+    assert "50 rows (20 shown)" in run(query, warehouse)
+    main([query, "--all", "--warehouse", str(warehouse.path)])
+    shown = capsys.readouterr().out
+    assert "column_29" in shown and "rows (" not in shown
+    assert [line.split()[1] for line in shown.splitlines() if line.startswith("│ ")][-1] == "49"
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [

@@ -2,11 +2,14 @@
 
 python -m warehouse.query sql/examples/what_produced_this_table.sql
 python -m warehouse.query "SELECT count(*) FROM synthetic.planes"
+python -m warehouse.query --all "SELECT * FROM meta.lineage"
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from pathlib import Path
 
@@ -18,8 +21,9 @@ from warehouse.store import Warehouse
 WIDE = 6  # columns beyond which a single-row result prints vertically
 
 
-def run(query: str, warehouse: Warehouse) -> str:
-    """The result as a text table (DuckDB's own rendering); one wide row is shown as `column: value` lines."""
+def run(query: str, warehouse: Warehouse, everything: bool = False) -> str:
+    """The result as a text table (DuckDB's own rendering: 20 rows and the columns that fit, unless
+    `everything`); one wide row is shown as `column: value` lines."""
     path = Path(query)
     if query.endswith(".sql"):
         if not path.is_file():
@@ -39,16 +43,22 @@ def run(query: str, warehouse: Warehouse) -> str:
                 width = max(len(c) for c in result.columns)
                 values = ["NULL" if v is None else v for v in rows[0]]
                 return "\n".join(f"{c:>{width}}: {v}" for c, v in zip(result.columns, values, strict=True))
-        return str(result)
+        if not everything:
+            return str(result)
+        shown = io.StringIO()
+        with contextlib.redirect_stdout(shown):
+            result.show(max_rows=sys.maxsize, max_width=sys.maxsize, max_col_width=sys.maxsize)
+        return shown.getvalue().rstrip("\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("query", help="SQL text or a .sql file")
     parser.add_argument("--warehouse", help="DuckDB file (default: SYNTH_WAREHOUSE or warehouse/warehouse.duckdb)")
+    parser.add_argument("--all", action="store_true", help="every row, column and whole value (default: 20 rows)")
     args = parser.parse_args(argv)
     try:
-        print(run(args.query, Warehouse(args.warehouse)))
+        print(run(args.query, Warehouse(args.warehouse), args.all))
     except (SynthError, duckdb.Error) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
