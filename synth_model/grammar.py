@@ -71,8 +71,8 @@ def temporal_pattern(rule: ColumnRule) -> str:
             by_days: dict[str, list[str]] = {}
             for month in range(first[1] if year == first[0] else 1, (last[1] if year == last[0] else 12) + 1):
                 length = calendar.monthrange(year, month)[1]
-                days = (first[2] if (year, month) == first[:2] else 1, last[2] if (year, month) == last[:2] else length)
-                pattern = DAYS[length] if days == (1, length) else _listed(range(days[0], days[1] + 1))
+                span = (first[2] if (year, month) == first[:2] else 1, last[2] if (year, month) == last[:2] else length)
+                pattern = DAYS[length] if span == (1, length) else _listed(range(span[0], span[1] + 1))
                 by_days.setdefault(pattern, []).append(f"{month:02d}")
             months = "|".join(f"({'|'.join(ms)})-{days}" for days, ms in by_days.items())
             spans.append(f"{year:04d}-({months})")

@@ -111,7 +111,7 @@ def loss_sum(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     rows, at = (openers != IGNORE_INDEX).nonzero(as_tuple=True)
     if len(rows):
         prompt_end = batch["position_ids"][rows, at] - 1
-        loss = loss + F.cross_entropy(logits[rows, prompt_end].float(), openers[rows, at], reduction="sum")
+        loss = loss + F.cross_entropy(logits[rows, prompt_end], openers[rows, at], reduction="sum")
     return loss
 
 
