@@ -2,9 +2,10 @@
 
 Each row may only emit what the grammar allows next: compact JSON with the columns in order,
 category values from their domain, numbers of the right kind within the learned range and with
-at most the learned decimals (non-negative columns), strings within the learned lengths (and character classes for
-identifiers), ISO dates in the learned months, null only where the column had nulls; grouped tables add the marker
-lines around one or more records. After the unit's final newline only the end token is allowed.
+at most the learned decimals (non-negative columns), strings within the learned lengths (and
+layouts for identifiers), ISO dates and times within the learned range, null only where the
+column had nulls; grouped tables add the marker lines around one or more records. After the
+unit's final newline only the end token is allowed.
 Each sampled token is checked against its row's matcher; only rows whose token was refused get a
 mask (computed in llguidance's Rust threads, applied to the logits as -inf) and a second draw.
 """
@@ -12,7 +13,9 @@ mask (computed in llguidance's Rust threads, applied to the logits as -inf) and 
 from __future__ import annotations
 
 import calendar
+import datetime as dt
 import json
+import re
 
 import llguidance
 import llguidance.hf
@@ -29,7 +32,10 @@ DAYS = {
     30: "(0[1-9]|[12][0-9]|30)",
     31: "(0[1-9]|[12][0-9]|3[01])",
 }
-TIME = " ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{6})?"  # isoformat(sep=" "): microseconds when set
+FRACTION = "(\\.[0-9]{6})?"  # isoformat(sep=" "): microseconds when set
+ANY_CLOCK = {3: "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]", 2: "[0-5][0-9]:[0-5][0-9]", 1: "[0-5][0-9]"}
+TIME = " " + ANY_CLOCK[3] + FRACTION
+LAST_SECOND = (23, 59, 59)
 OFFSET = "[+-](0[0-9]|1[0-4]):[0-5][0-9]"  # real time zones lie within +-14:00 of UTC
 MAX_LISTED_YEARS = 50  # learned months listed year by year up to this span, else any year and month
 COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
@@ -61,31 +67,72 @@ def column_schema(rule: ColumnRule) -> dict:
 def temporal_pattern(rule: ColumnRule) -> str:
     """Dates and datetimes as `records.rows_to_texts` writes them: a day within the learned ones
     (months listed with the days each has, the first and last months from the first and last
-    learned day), real hours, minutes and seconds, and a UTC offset only for time-zone-aware
-    columns. (The time of day on the first and last days is left to the validator.)"""
+    learned day), real hours, minutes and seconds (on the first and last days, from the first and
+    up to the last learned second, unless a time zone's offset may change), and a UTC offset only
+    for time-zone-aware columns."""
     low, high = str(rule.minimum), str(rule.maximum)
-    first, last = (int(low[:4]), int(low[5:7]), int(low[8:10])), (int(high[:4]), int(high[5:7]), int(high[8:10]))
-    if last[0] - first[0] < MAX_LISTED_YEARS:
-        spans = []
-        for year in range(first[0], last[0] + 1):
-            by_days: dict[str, list[str]] = {}
-            for month in range(first[1] if year == first[0] else 1, (last[1] if year == last[0] else 12) + 1):
-                length = calendar.monthrange(year, month)[1]
-                span = (first[2] if (year, month) == first[:2] else 1, last[2] if (year, month) == last[:2] else length)
-                pattern = DAYS[length] if span == (1, length) else _listed(range(span[0], span[1] + 1))
-                by_days.setdefault(pattern, []).append(f"{month:02d}")
-            months = "|".join(f"({'|'.join(ms)})-{days}" for days, ms in by_days.items())
-            spans.append(f"{year:04d}-({months})")
-        date = "(" + "|".join(spans) + ")"
-    else:
+    first, last = dt.date.fromisoformat(low[:10]), dt.date.fromisoformat(high[:10])
+    offset = OFFSET if "tz=" in rule.arrow_type else ""
+    if last.year - first.year >= MAX_LISTED_YEARS:
         date = f"[0-9]{{4}}-((01|03|05|07|08|10|12)-{DAYS[31]}|(04|06|09|11)-{DAYS[30]}|02-{DAYS[29]})"
+        return f"^{date}$" if rule.kind == "date" else f"^{date}{TIME}{offset}$"
     if rule.kind == "date":
-        return f"^{date}$"
-    return f"^{date}{TIME}{OFFSET if 'tz=' in rule.arrow_type else ''}$"
+        return f"^{_days(first, last)}$"
+    zone = re.search(r"tz=([^\]]+)", rule.arrow_type)
+    if zone and zone.group(1) not in ("UTC", "+00:00"):  # a clock time's order may change with the offset
+        return f"^{_days(first, last)}{TIME}{offset}$"
+    start, end = _seconds(low), _seconds(high)
+    if first == last:
+        return f"^{first} {_clock(start, end)}{FRACTION}{offset}$"
+    days = [f"{first} {_clock(start, LAST_SECOND)}{FRACTION}"]
+    if (last - first).days > 1:
+        days.append(_days(first + dt.timedelta(days=1), last - dt.timedelta(days=1)) + TIME)
+    days.append(f"{last} {_clock((0, 0, 0), end)}{FRACTION}")
+    return f"^({'|'.join(days)}){offset}$"
 
 
-def _listed(days: range) -> str:
-    return "(" + "|".join(f"{d:02d}" for d in days) + ")"
+def _days(first: dt.date, last: dt.date) -> str:
+    """The days from `first` to `last`: per year, months grouped by the days listed for them."""
+    spans = []
+    for year in range(first.year, last.year + 1):
+        by_days: dict[str, list[str]] = {}
+        for month in range(first.month if year == first.year else 1, (last.month if year == last.year else 12) + 1):
+            length = calendar.monthrange(year, month)[1]
+            span = (
+                first.day if (year, month) == (first.year, first.month) else 1,
+                last.day if (year, month) == (last.year, last.month) else length,
+            )
+            pattern = DAYS[length] if span == (1, length) else _listed(range(span[0], span[1] + 1))
+            by_days.setdefault(pattern, []).append(f"{month:02d}")
+        months = "|".join(f"({'|'.join(ms)})-{days}" for days, ms in by_days.items())
+        spans.append(f"{year:04d}-({months})")
+    return "(" + "|".join(spans) + ")"
+
+
+def _seconds(stamp: str) -> tuple[int, int, int]:
+    """(hour, minute, second) of an ISO `YYYY-MM-DD HH:MM:SS...` string."""
+    return int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19])
+
+
+def _clock(low: tuple[int, ...], high: tuple[int, ...]) -> str:
+    """`HH:MM:SS` (or its last fields) from `low` to `high`, both included, field by field."""
+    if not low:
+        return ""
+    if low == (0,) * len(low) and high == LAST_SECOND[-len(high) :]:
+        return ANY_CLOCK[len(low)]
+    rest = ":" if len(low) > 1 else ""
+    if low[0] == high[0]:
+        return f"{low[0]:02d}{rest}{_clock(low[1:], high[1:])}"
+    zero, top = (0,) * (len(low) - 1), LAST_SECOND[len(LAST_SECOND) - len(low) + 1 :]
+    parts = [f"{low[0]:02d}{rest}{_clock(low[1:], top)}"]
+    if high[0] - low[0] > 1:
+        parts.append(_listed(range(low[0] + 1, high[0])) + rest + _clock(zero, top))
+    parts.append(f"{high[0]:02d}{rest}{_clock(zero, high[1:])}")
+    return "(" + "|".join(parts) + ")"
+
+
+def _listed(values: range) -> str:
+    return "(" + "|".join(f"{v:02d}" for v in values) + ")"
 
 
 def record_schema(schema: TableSchema) -> dict:

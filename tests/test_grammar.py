@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import llguidance
 import llguidance.hf
@@ -102,6 +103,8 @@ def test_every_training_record_is_admitted(every_kind):
         ({"joined": "2020-07-01"}, "a month after the learned ones"),
         ({"joined": "2020-06-27"}, "a day after the last learned one"),
         ({"seen_at": "2024-05-06 10:00:00"}, "a day after the last learned one, in its month"),
+        ({"seen_at": "2024-05-01 08:29:59"}, "a second before the first learned one"),
+        ({"seen_at": "2024-05-05 07:53:01"}, "a second after the last learned one"),
         ({"joined": "2020-02-30"}, "a day February does not have"),
         ({"synced": "2024-01-01 07:00:00"}, "no offset on a column with a time zone"),
         ({"synced": "2024-01-01 07:00:00+99:99"}, "an offset no time zone has"),
@@ -163,3 +166,24 @@ def test_top_p_never_leaves_a_refused_row_without_an_allowed_token(undertrained,
     result = undertrained.generate_with_stats(100)
     assert result.table.num_rows == 100 and result.stats["valid_fraction"] == 1.0
     assert draws and not any(draws)
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [
+        ("2023-12-31 23:00:00", "2024-01-01 00:59:00"),  # two hours across New Year
+        ("2024-05-03 09:15:30", "2024-05-03 09:15:45"),  # fifteen seconds
+        ("2024-02-28 08:30:00", "2024-03-02 17:00:00"),  # across a leap day
+        ("2024-05-01 10:20:30", "2024-05-02 10:20:29"),
+    ],
+)
+def test_datetimes_are_bounded_to_the_second(low, high):
+    rule = infer_schema(pa.table({"t": [dt.datetime.fromisoformat(low), dt.datetime.fromisoformat(high)]})).columns[0]
+    pattern = re.compile(column_schema(rule)["pattern"])
+    first, last = dt.datetime.fromisoformat(low), dt.datetime.fromisoformat(high)
+    moment = first - dt.timedelta(hours=26)
+    while moment <= last + dt.timedelta(hours=26):  # every 7 seconds around and across the range
+        assert bool(pattern.fullmatch(str(moment))) == (first <= moment <= last), moment
+        moment += dt.timedelta(seconds=7)
+    for edge in (first, last, first - dt.timedelta(seconds=1), last + dt.timedelta(seconds=1)):
+        assert bool(pattern.fullmatch(str(edge))) == (first <= edge <= last), edge
