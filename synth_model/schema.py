@@ -112,7 +112,7 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
     typ = stored = column.type
     dictionary = None
     if pa.types.is_dictionary(typ):
-        if column.num_chunks and _is_text(typ.value_type):  # an ENUM: categories in the dictionary's order
+        if column.num_chunks and is_category_dictionary(typ):  # categories in the dictionary's order
             dictionary = column.unify_dictionaries().chunk(0).dictionary.to_pylist()
         column = column.cast(typ.value_type)
         typ = typ.value_type
@@ -163,6 +163,12 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
         f"column '{name}' has type {typ}, which cannot be synthesized: cast it to a string, number or "
         "date in the preparation SQL, or drop it"
     )
+
+
+def is_category_dictionary(typ: pa.DataType) -> bool:
+    """A dictionary of text (an ENUM, a pandas Categorical) or of whole numbers (a Categorical of
+    codes) declares its values as categories; other dictionaries are only a storage choice."""
+    return pa.types.is_dictionary(typ) and (_is_text(typ.value_type) or pa.types.is_integer(typ.value_type))
 
 
 def _is_text(typ: pa.DataType) -> bool:

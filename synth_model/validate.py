@@ -53,7 +53,8 @@ def _temporal_check(rule: ColumnRule) -> Check:
 def _string_check(rule: ColumnRule) -> Check:
     if rule.categories is not None:
         domain = set(rule.categories)
-        return lambda v: None if v in domain else ("wrong_type" if not isinstance(v, str) else "unknown_category")
+        kind = type(rule.categories[0]) if rule.categories else str  # str, or int for a Categorical of codes
+        return lambda v: ("unknown_category" if v not in domain else None) if type(v) is kind else "wrong_type"
     pattern = re.compile(rule.pattern) if rule.pattern else None
 
     def check(v: object) -> str | None:

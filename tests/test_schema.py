@@ -6,6 +6,7 @@ import pytest
 from synth_model import DataError
 from synth_model.records import records_to_table
 from synth_model.schema import TableSchema, infer_schema, numbers_learned_as_text
+from synth_model.validate import RecordValidator
 
 
 def _table(n=100):
@@ -66,13 +67,22 @@ def test_text_dictionaries_are_categories_in_their_order_and_written_back_encode
     assert size.type.ordered and size.dictionary.to_pylist() == ["S", "M", "L"]
 
 
-def test_other_dictionaries_are_learned_and_written_as_plain_values():
+def test_a_categorical_of_codes_is_categories_and_other_dictionaries_plain_values():
     days = pa.array([dt.date(2024, 1, 1 + i % 3) for i in range(60)]).dictionary_encode()
-    amounts = pa.array([1, 50, 100] * 20).dictionary_encode()
-    schema = infer_schema(pa.table({"day": days, "amount": amounts}))
-    assert [(c.kind, c.arrow_type) for c in schema.columns] == [("date", "date32[day]"), ("integer", "int64")]
-    out = records_to_table([{"day": "2024-01-02", "amount": 50}], schema)
+    codes = pa.array([1, 50, 100] * 20).dictionary_encode()  # learned as a range, 1..100 would be allowed
+    schema = infer_schema(pa.table({"day": days, "code": codes}))
+    day, code = schema.columns
+    assert (day.kind, day.arrow_type) == ("date", "date32[day]")
+    assert (code.kind, code.categories) == ("categorical", [1, 50, 100])
+    assert schema.json_schema()["properties"]["code"]["enum"] == [1, 50, 100]
+    validator = RecordValidator(schema)
+    assert validator.check('{"day":"2024-01-02","code":50}')[1] is None
+    assert validator.check('{"day":"2024-01-02","code":7}')[1] == "unknown_category"
+    assert validator.check('{"day":"2024-01-02","code":true}')[1] == "wrong_type"  # True == 1 in Python
+    assert validator.check('{"day":"2024-01-02","code":"50"}')[1] == "wrong_type"
+    out = records_to_table([{"day": "2024-01-02", "code": 50}], schema)
     assert out.column("day").to_pylist() == [dt.date(2024, 1, 2)]
+    assert out.column("code").type == codes.type and out.column("code").to_pylist() == [50]
 
 
 def test_json_schema_round_trip(tmp_path):

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from synth_model.schema import is_category_dictionary
+
 MAX_NATIVE_CATEGORIES = 250  # HistGradientBoosting handles at most 255 categories natively
 ID_LIKE_SHARE = 0.5  # a string column whose distinct values exceed this share of rows is ID-like
 
@@ -20,7 +22,9 @@ def column_kind(field: pa.Field, column: pa.ChunkedArray | None = None) -> str:
     """'numerical', 'categorical', 'boolean', 'datetime' or 'id' (free text, identifiers) from the
     Arrow type; `column`, when given, tells ID-like strings from categories."""
     typ = field.type
-    if pa.types.is_dictionary(typ):
+    if is_category_dictionary(typ):
+        typ = pa.string()  # declared categories, codes included, are judged as categories
+    elif pa.types.is_dictionary(typ):
         typ = typ.value_type
     if pa.types.is_boolean(typ):
         return "boolean"
