@@ -78,18 +78,18 @@ def records_to_table(records: Sequence[dict], schema: TableSchema) -> pa.Table:
             values = [None if v is None else float(v) for v in values]
         elif rule.kind == "integer":
             values = [None if v is None else int(v) for v in values]
-        arrays.append(_array(values, column.type, rule.categories))
+        arrays.append(_array(values, column.type, rule.dictionary or rule.categories))
     return pa.Table.from_arrays(arrays, schema=schema.arrow_schema())
 
 
-def _array(values: list, typ: pa.DataType, categories: list | None) -> pa.Array:
-    """A column of `typ`; a dictionary (ENUM) column indexes the learned categories, so the dictionary
-    keeps the source's order (what an ordered one sorts by)."""
+def _array(values: list, typ: pa.DataType, dictionary: list | None) -> pa.Array:
+    """A column of `typ`; a dictionary (ENUM) column indexes the source's dictionary, so it keeps
+    the source's entries and order (what an ordered one sorts by)."""
     if not pa.types.is_dictionary(typ):
         return pa.array(values, typ)
-    index = {c: i for i, c in enumerate(categories)}
+    index = {c: i for i, c in enumerate(dictionary)}
     indices = pa.array([None if v is None else index[v] for v in values], typ.index_type)
-    return pa.DictionaryArray.from_arrays(indices, pa.array(categories, typ.value_type), ordered=typ.ordered)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(dictionary, typ.value_type), ordered=typ.ordered)
 
 
 @dataclass

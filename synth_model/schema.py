@@ -40,6 +40,7 @@ class ColumnRule:
     min_length: int | None = None
     max_length: int | None = None
     pattern: str | None = None
+    dictionary: list | None = None  # a dictionary column's entries, those that never occur included
 
     def json_schema(self) -> dict:
         """This column as a JSON Schema property."""
@@ -124,7 +125,8 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
     values = column.drop_null()
     if dictionary is not None:
         present = set(pc.unique(values).to_pylist())
-        return ColumnRule(kind="categorical", categories=[v for v in dictionary if v in present], **base)
+        categories = [v for v in dictionary if v in present]
+        return ColumnRule(kind="categorical", categories=categories, dictionary=dictionary, **base)
     if pa.types.is_boolean(typ):
         return ColumnRule(kind="boolean", **base)
     if pa.types.is_integer(typ):
