@@ -142,6 +142,7 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
                 "model_id": result["model_id"],
                 "model_path": dg.MetadataValue.path(result["model_path"]),
                 "retrained": result["retrained"],
+                "why": result["why"],
                 "final_loss": m["final_loss"],
                 "validation_loss": m.get("validation_loss"),
                 "tokens_per_s": round(m["tokens_per_s"]),
@@ -267,7 +268,7 @@ def table_assets(plan: Plan) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=published_key,
-        deps=[raw_key, report_key],
+        deps=[key("prepared", name), raw_key, report_key],  # prepared: its columns and rows screen the output
         group_name=name,
         kinds={"duckdb"},
         code_version=digest(

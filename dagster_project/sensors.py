@@ -1,7 +1,10 @@
 """A sensor that requests a refresh when a table's sources differ from those it was published from.
 
 The comparison is against `meta.lineage` (row count + content checksum of each source table at
-publication), so it survives restarts without a cursor; the run key makes one request per change.
+publication), so it survives restarts without a cursor. The run key (Dagster starts one run per key,
+ever) is the sources' state and the published version: one request per change, and a return to an
+earlier state after a later publication is a change again. A refresh that fails is not requested
+again until the sources change or another refresh publishes: fix its cause and run the job.
 """
 
 import json
@@ -37,7 +40,7 @@ def source_changed_sensor(plans: dict[str, Plan], jobs: list) -> dg.SensorDefini
                         context.log.info(f"{name}: {reason}; requesting {job_name(name)}")
                         requests.append(
                             dg.RunRequest(
-                                run_key=f"{name}:{digest(current)}",
+                                run_key=f"{name}:{digest(current)}:v{published['version'] if published else 0}",
                                 job_name=job_name(name),
                                 tags={"synth/reason": reason},
                             )

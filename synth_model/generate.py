@@ -477,6 +477,7 @@ def generate_records(
         "rejections": dict(collector.reasons.most_common()),
         "truncated_units": collector.truncated,
         "structured": cfg.use_structured_generation,
+        "seed": seed,  # the one drawn when generation.seed is null: set it to sample these records again
         "backend": cfg.backend,
         "workers": workers,
         "batch_size": batch_size,

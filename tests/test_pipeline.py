@@ -1,6 +1,7 @@
 """Pipeline steps refuse bad input with one clear message and leave earlier tables as they were."""
 
 import json
+from functools import partial
 
 import pyarrow as pa
 import pytest
@@ -91,7 +92,7 @@ def test_steps_from_different_source_states_are_not_combined(tmp_path, raw_wareh
 
     raw_warehouse.write("raw.t", "SELECT * FROM raw.t LIMIT 200")
     pipeline.prepare(raw_warehouse, plan, "run-2")
-    stale = rf"prepared.t changed \(300 -> 200 rows.*since model {first['model_id']} was trained"
+    stale = rf"prepared.t changed \(rows 300 -> 200, checksum .*\) since model {first['model_id']} was trained"
     for step in (pipeline.generate, pipeline.publish):
         with pytest.raises(DataError, match=stale + ".*materialize model/t"):
             step(raw_warehouse, plan, "run-2")
@@ -107,6 +108,15 @@ def test_steps_from_different_source_states_are_not_combined(tmp_path, raw_wareh
         pipeline.publish(raw_warehouse, plan, "run-2")
     assert raw_warehouse.checksum("synthetic.t") == published
     assert raw_warehouse.scalar("SELECT count(*) FROM meta.lineage") == 1
+
+    pipeline.generate(raw_warehouse, plan, "run-3")
+    with raw_warehouse.connect() as con:  # the same values under swapped names: no row hash changes
+        con.execute(
+            "ALTER TABLE raw.t RENAME a TO tmp; ALTER TABLE raw.t RENAME b TO a; ALTER TABLE raw.t RENAME tmp TO b"
+        )
+    pipeline.prepare(raw_warehouse, plan, "run-4")
+    with pytest.raises(DataError, match=r"prepared.t changed \(columns [0-9a-f]+ -> [0-9a-f]+\) since model"):
+        pipeline.publish(raw_warehouse, plan, "run-4")
 
 
 def test_a_schema_change_is_recorded_or_refused(tmp_path, raw_warehouse):
@@ -165,28 +175,59 @@ def test_a_publication_on_its_own_needs_a_passing_report_of_the_same_rows(tmp_pa
         pipeline.publish(raw_warehouse, plan, "run-2")
     out = pipeline.evaluate(raw_warehouse, plan, "run-3", tmp_path / "reports", log=lambda _: None)
     assert [c.passed for c in out["checks"]] == [False]
-    with pytest.raises(DataError, match=r"failed their gates \(quality_gate: .* misses the gate >= 9.9\)"):
+    with pytest.raises(DataError, match=r"fail their gates \(quality_gate: .* misses the gate >= 9.9\)"):
         pipeline.publish(raw_warehouse, plan, "run-4")
     assert not raw_warehouse.exists("synthetic.t")
     (tmp_path / "passing").mkdir()
     passing = small_plan(tmp_path / "passing", raw_warehouse, gates="{min_valid_fraction: 0.5, min_quality: 0.0}")
     pipeline.evaluate(raw_warehouse, passing, "run-5", tmp_path / "reports", log=lambda _: None)
+    with pytest.raises(DataError, match=r"fail their gates \(quality_gate"):  # a gate raised since the report
+        pipeline.publish(raw_warehouse, plan, "run-5b")
     assert pipeline.publish(raw_warehouse, passing, "run-6")["published"]
     pipeline.generate(raw_warehouse, passing, "run-7")  # new rows: the report judged the earlier ones
     with pytest.raises(DataError, match="rows have no report"):
         pipeline.publish(raw_warehouse, passing, "run-8")
 
 
+def test_overlapping_refreshes_never_take_each_others_output_as_their_own(tmp_path, raw_warehouse):
+    plan, models = small_plan(tmp_path, raw_warehouse, gates="{min_valid_fraction: 0.0}"), tmp_path / "models"
+    for step in (pipeline.prepare, partial(pipeline.train, models_root=models), pipeline.generate):
+        step(raw_warehouse, plan, run_id="run-a")
+    pipeline.generate(raw_warehouse, plan, "run-b")  # a second refresh overwrites synthetic_raw.t
+    with pytest.raises(DataError, match="run run-b made synthetic_raw/t again after this run did"):
+        pipeline.evaluate(raw_warehouse, plan, "run-a", tmp_path / "reports", log=lambda _: None)
+    with pytest.raises(DataError, match="two refreshes of 't' overlap"):
+        pipeline.publish(raw_warehouse, plan, "run-a")
+    assert pipeline.publish(raw_warehouse, plan, "run-b")["published"]
+    with raw_warehouse.connect(read_only=True) as con:
+        assert con.execute("SELECT run_id FROM meta.lineage").fetchall() == [("run-b",)]
+
+
 def test_a_generation_change_reuses_the_model_and_samples_with_the_new_settings(tmp_path, raw_warehouse):
-    plan, models = small_plan(tmp_path, raw_warehouse), tmp_path / "models"
-    pipeline.prepare(raw_warehouse, plan, "run-1")
-    first = pipeline.train(raw_warehouse, plan, models, "run-1")
+    plan, models = small_plan(tmp_path, raw_warehouse, gates="{min_valid_fraction: 0.0}"), tmp_path / "models"
+    first = refresh(raw_warehouse, plan, models, "run-1")
     spec = tmp_path / "synth.yaml"
     spec.write_text(spec.read_text().replace("{num_records: 20}", "{num_records: 35, seed: 4}"))
     changed = validate_spec(load_spec(spec), raw_warehouse)["t"]
     again = pipeline.train(raw_warehouse, changed, models, "run-2")
-    assert again["model_id"] == first["model_id"] and not again["retrained"]
-    assert pipeline.generate(raw_warehouse, changed, "run-2")["rows"] == 35
+    assert again["model_id"] == first["model_id"] and not again["retrained"] and again["why"] == "inputs unchanged"
+    generated = pipeline.generate(raw_warehouse, changed, "run-2")
+    assert generated["rows"] == 35 and generated["generation"]["seed"] == 4 == generated["seed"]
+    pipeline.publish(raw_warehouse, changed, "run-2")
+    with raw_warehouse.connect(read_only=True) as con:
+        hashes = con.execute("SELECT config_hash FROM meta.lineage ORDER BY version").fetchall()
+        steps = [
+            json.loads(d)
+            for (d,) in con.execute(
+                "SELECT details FROM meta.steps WHERE step = 'synthetic_raw' ORDER BY finished_at"
+            ).fetchall()
+        ]
+    assert len(set(hashes)) == 2  # the lineage tells the two versions' settings apart
+    assert [s["generation"]["num_records"] for s in steps] == [20, 35]
+    assert isinstance(steps[0]["generation"]["seed"], int)  # the seed drawn where none was set
+    spec.write_text(spec.read_text().replace("num_layers: 1", "num_layers: 2"))
+    deeper = pipeline.train(raw_warehouse, validate_spec(load_spec(spec), raw_warehouse)["t"], models, "run-3")
+    assert deeper["retrained"] and deeper["why"].startswith("the training settings")
 
 
 def test_a_filter_that_fails_on_the_rows_is_named_and_nothing_is_published(tmp_path, raw_warehouse):

@@ -1,13 +1,17 @@
-"""Warehouse writes are atomic, checksums follow content, and readers get Arrow with types intact."""
+"""Warehouse writes are atomic, checksums follow content and columns, readers get Arrow with types intact,
+and another process's lock is waited for, then named."""
 
 import datetime as dt
+import subprocess
+import sys
 
 import duckdb
 import pyarrow as pa
 import pytest
 
 from synth_model.errors import DataError
-from warehouse import Warehouse
+from warehouse import Warehouse, sql_models
+from warehouse.spec import load_spec
 
 
 def test_arrow_round_trip_keeps_types_and_nulls(tmp_path):
@@ -64,3 +68,40 @@ def test_checksum_follows_content_not_order(tmp_path):
     assert changed["rows"] == 3 and changed["checksum"] != first["checksum"]
     wh.write("raw.t", pa.table({"a": [1, 1, 2, 3], "b": ["x", "x", "y", "z"]}))
     assert wh.checksum("raw.t")["rows"] == 4
+
+
+def test_checksum_sees_column_names_and_types_that_row_hashes_do_not(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    with wh.connect() as con:
+        con.execute("CREATE TABLE raw.t AS SELECT 1::BIGINT AS x, 2::BIGINT AS y")
+        con.execute("CREATE TABLE raw.swapped AS SELECT 1::BIGINT AS y, 2::BIGINT AS x")
+        con.execute("CREATE TABLE raw.narrow AS SELECT 1::INTEGER AS x, 2::INTEGER AS y")
+    t, swapped, narrow = (wh.checksum(f"raw.{n}") for n in ("t", "swapped", "narrow"))
+    assert t["checksum"] == swapped["checksum"] == narrow["checksum"]  # DuckDB's hash sees values only
+    assert len({t["columns"], swapped["columns"], narrow["columns"]}) == 3
+
+
+def test_loading_the_definitions_under_another_process_lock_waits_then_says_so(tmp_path, monkeypatch):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.write("raw.t", pa.table({"a": [1, 2, 3]}))
+    spec = tmp_path / "synth.yaml"
+    spec.write_text("tables:\n  - name: t\n    source: raw.t\n")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(wh.path)!r}); print(1, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "1"  # the other process holds the write lock
+        monkeypatch.setattr(sql_models, "CATALOG_WAIT_S", 1.0)
+        with pytest.raises(DataError, match=r"stayed locked by another process for 1 s.*let that process finish"):
+            sql_models.usable_plans(load_spec(spec), wh)
+    finally:
+        holder.kill()
+        holder.wait()
+    plans, broken = sql_models.usable_plans(load_spec(spec), wh)
+    assert list(plans) == ["t"] and not broken

@@ -73,6 +73,12 @@ def latest_step(con: duckdb.DuckDBPyConnection, table: str, step: str) -> dict |
     return None if row is None else {"run_id": row[0], **json.loads(row[1])}
 
 
+def ran_step(con: duckdb.DuckDBPyConnection, table: str, step: str, run_id: str) -> bool:
+    """Whether run `run_id` finished `step` for `table`."""
+    query = "SELECT count(*) FROM meta.steps WHERE table_name = ? AND step = ? AND run_id = ?"
+    return _has(con, "steps") and con.execute(query, [table, step, run_id]).fetchone()[0] > 0
+
+
 def next_version(con: duckdb.DuckDBPyConnection, table_name: str) -> int:
     ensure(con)
     query = "SELECT coalesce(max(version), 0) + 1 FROM meta.lineage WHERE table_name = ?"

@@ -18,12 +18,14 @@ from sqlglot.errors import OptimizeError, ParseError
 from sqlglot.lineage import lineage
 from sqlglot.optimizer.qualify import qualify
 
+from synth_model.errors import DataError
 from warehouse.spec import Spec, SpecError, TableSpec, digest
-from warehouse.store import Warehouse, catalog_of, in_catalog
+from warehouse.store import Warehouse, catalog_of, in_catalog, is_lock_error
 from warehouse.store import qualified as qualified_name
 from warehouse.transforms import DIALECT, mapped_name, table_ref
 
 Catalog = dict[str, dict[str, dict[str, str]]]
+CATALOG_WAIT_S = 60.0  # how long loading the definitions waits for another process's write lock
 
 
 @dataclass
@@ -208,14 +210,27 @@ def validate_spec(spec: Spec, warehouse: Warehouse) -> dict[str, Plan]:
 
 
 def usable_plans(spec: Spec, warehouse: Warehouse) -> tuple[dict[str, Plan], dict[str, SpecError]]:
-    """The Plan of each table that passes the checks, and the error of each that does not."""
+    """The Plan of each table that passes the checks, and the error of each that does not.
+
+    The checks need the warehouse's catalog, which another process's write lock hides: they wait
+    for it longer than a step does (a step's failure is retried, a failed load is not).
+    """
     plans, broken = {}, {}
-    with warehouse.connect(read_only=True) as con:
-        for table in spec.tables:
-            try:
-                plans[table.name] = _plan(spec, table, con)
-            except SpecError as err:
-                broken[table.name] = err
+    try:
+        with warehouse.connect(read_only=True, wait_s=CATALOG_WAIT_S) as con:
+            for table in spec.tables:
+                try:
+                    plans[table.name] = _plan(spec, table, con)
+                except SpecError as err:
+                    broken[table.name] = err
+    except duckdb.IOException as err:
+        if not is_lock_error(err):
+            raise
+        raise DataError(
+            f"warehouse {warehouse.path} stayed locked by another process for {CATALOG_WAIT_S:.0f} s, and synth.yaml "
+            f"is checked against its catalog ({str(err).splitlines()[0]}): let that process finish or stop it, "
+            "then run again (or reload the code location)"
+        ) from None
     return plans, broken
 
 

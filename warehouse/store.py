@@ -6,6 +6,8 @@ a lock held by another process is retried briefly before the error reaches the c
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -51,14 +53,15 @@ class Warehouse:
         return f"Warehouse({str(self.path)!r})"
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, read_only: bool = False, wait_s: float = LOCK_WAIT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection, waiting up to `wait_s` for another process's lock (then DuckDB's error)."""
         if read_only and not self.path.is_file():
             raise DataError(
                 f"warehouse {self.path} does not exist: load the demo data with "
                 "`python -m warehouse.demo_data` (or `make demo`), or point SYNTH_WAREHOUSE at your DuckDB file"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + LOCK_WAIT_S
+        deadline = time.monotonic() + wait_s
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
@@ -95,7 +98,7 @@ class Warehouse:
             return con.execute(query).fetchone()[0]
 
     def checksum(self, name: str) -> dict:
-        """Row count and an order-independent content checksum (sum of row hashes) of one table."""
+        """Row count, content checksum and column checksum of one table (`table_checksum`)."""
         with self.connect(read_only=True) as con:
             return table_checksum(con, name)
 
@@ -143,9 +146,14 @@ def swap(con: duckdb.DuckDBPyConnection, staging: str, name: str, after=None) ->
 
 
 def table_checksum(con: duckdb.DuckDBPyConnection, name: str) -> dict:
+    """Rows, a checksum of the values (sum of row hashes: order-independent) and one of the columns'
+    names and types, which a row's hash does not see (a rename or a swap of two columns' names
+    changes no value)."""
     query = f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {qualified(name)} t"
     rows, total = con.execute(query).fetchone()
-    return {"rows": int(rows), "checksum": f"{int(total) % 2**64:016x}"}
+    columns = con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {qualified(name)})").fetchall()
+    layout = hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
+    return {"rows": int(rows), "checksum": f"{int(total) % 2**64:016x}", "columns": layout}
 
 
 def in_catalog(catalog: dict[str, dict], name: str) -> bool:
