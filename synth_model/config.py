@@ -176,6 +176,17 @@ class SynthConfig(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     generation: GenerationConfig = GenerationConfig()
 
+    @model_validator(mode="after")
+    def _privacy_per_entity(self) -> SynthConfig:
+        data = self.data
+        if self.privacy.dp_enabled and data.group_cap_strategy == "windows" and data.max_records_per_group:
+            raise ValueError(
+                "privacy.dp_enabled with data.group_cap_strategy: windows would cut an entity's long history "
+                "into several training units, so epsilon would hold per window, not per entity: use "
+                "group_cap_strategy: most_recent (one unit per entity) with differential privacy"
+            )
+        return self
+
     @classmethod
     def from_any(cls, source: SynthConfig | dict | str | Path | None) -> SynthConfig:
         """Build from a config object, a dict, a YAML file path or None (all defaults)."""
@@ -221,6 +232,8 @@ def describe_errors(
             close = difflib.get_close_matches(str(e["loc"][-1]), _keys_at(model, e["loc"][:-1]), n=1)
             hint = f"did you mean '{close[0]}'?" if close else "remove it or check its spelling"
             lines.append(f"unknown {noun} '{key}': {hint}")
+        elif not key:  # a rule across sections: its message names the keys
+            lines.append(e["msg"].removeprefix("Value error, "))
         else:
             got = f" (got {e.get('input')!r})" if show_input else ""
             lines.append(f"{noun} '{key}': {e['msg'].removeprefix('Value error, ')}{got}")

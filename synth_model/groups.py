@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ from synth_model.layouts import char_class
 from synth_model.validate import RecordValidator
 
 BEGIN, END = "<group>", "</group>"
-MAX_MISSES = 1000  # collisions with taken values after which a key format counts as exhausted
+MAX_MISSES = 1000  # collisions in a row with taken values after which a key format counts as exhausted
 KEY_SHARE = 0.5  # a group column with at least this many distinct values per group identifies entities
+SPARE_BUCKETS = 16  # hash values per real entity key (see `_hash_bits`)
 
 
 def cap_groups(gids: np.ndarray, limit: int | None, strategy: str) -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +62,17 @@ def _template(value: str) -> tuple[str, ...]:
     return tuple(map(char_class, value))
 
 
-def _digest(value) -> str:
-    return hashlib.blake2b(str(value).encode(), digest_size=8).hexdigest()
+def _digest(value, salt: str, bits: int) -> str:
+    """The first `bits` bits of a salted hash of `value`, in hex."""
+    whole = hashlib.blake2b(str(value).encode(), digest_size=8, key=bytes.fromhex(salt)).digest()
+    return f"{int.from_bytes(whole) >> (64 - bits):x}"
+
+
+def _hash_bits(keys: int) -> int:
+    """Bits that leave about `SPARE_BUCKETS` hash values per real key: a new key lands on a real key's
+    hash (and is drawn again) about 1 time in that many, and each stored hash fits the key space's
+    size / (real keys x that many) possible keys (62,500 for 1,000 SSNs), so it does not name its key."""
+    return min(64, max(16, math.ceil(math.log2(max(keys, 1) * SPARE_BUCKETS))))
 
 
 @dataclass
@@ -69,20 +80,32 @@ class KeyFactory:
     """Makes new values for an entity key column in the real values' format.
 
     Stores each format (character classes per position, with positions that never vary kept
-    literally, like the `N` of a tail number) and hashes of the real values, never the values.
+    literally, like the `N` of a tail number) and short salted hashes of the real values (held-out
+    ones included), never the values: a hash cut to `bits` bits fits many possible keys, so trying
+    candidate keys against it cannot single out a real one (in a key space not much larger than the
+    real keys, as ids 1-90, nothing could).
     """
 
     column: str
     kind: str  # "string" or "integer"
     formats: list[tuple] = field(default_factory=list)  # (tokens, count), or (digits, count) for integers
     real_hashes: set[str] = field(default_factory=set)
+    salt: str = ""  # hex; "" and 64 bits: the unsalted whole hashes of earlier model folders
+    bits: int = 64
 
     @classmethod
-    def learn(cls, column: str, values: list) -> KeyFactory:
+    def learn(cls, column: str, values: list, held_out: list = ()) -> KeyFactory:
+        """From the training rows' `values`; `held_out` keys are only kept out of the new ones."""
         values = [v for v in values if v is not None]
+        real = {v for v in [*values, *held_out] if v is not None}
+        # the salt (stored beside the hashes) only keeps hashes from matching across tables and
+        # models; made from all the keys, the same data gives the same factory
+        salt = hashlib.blake2b("\x1f".join(sorted(map(str, real))).encode(), digest_size=16).hexdigest()
+        bits = _hash_bits(len(real))
+        hashes = {_digest(v, salt, bits) for v in real}
         if all(isinstance(v, int) for v in values):
             counts = Counter(len(str(abs(v))) for v in values)
-            return cls(column, "integer", sorted((str(k), n) for k, n in counts.items()), {_digest(v) for v in values})
+            return cls(column, "integer", sorted((str(k), n) for k, n in counts.items()), hashes, salt, bits)
         by_template: dict[tuple, list[str]] = {}
         for v in map(str, values):
             by_template.setdefault(_template(v), []).append(v)
@@ -94,7 +117,7 @@ class KeyFactory:
             ]
             formats.append(("".join(fixed), fixed, len(members)))
         formats = [(tokens, n) for _, tokens, n in sorted(formats)]
-        return cls(column, "string", sorted(formats), {_digest(v) for v in values})
+        return cls(column, "string", sorted(formats), hashes, salt, bits)
 
     def make(self, n: int, rng: random.Random) -> list:
         """`n` distinct new values, none equal to a real one; a format that keeps colliding (nearly
@@ -103,14 +126,14 @@ class KeyFactory:
         shapes, weights = (list(x) for x in zip(*self.formats, strict=True))
         misses = [0] * len(shapes)
         out: list = []
-        used: set[str] = set()
+        used: set = set()
         while len(out) < n:
             index = rng.choices(range(len(shapes)), weights)[0]
             value = self._fill(shapes[index], rng)
-            digest = _digest(value)
-            if digest not in self.real_hashes and digest not in used:
-                used.add(digest)
+            if _digest(value, self.salt, self.bits) not in self.real_hashes and value not in used:
+                used.add(value)
                 out.append(value)
+                misses[index] = 0
                 continue
             misses[index] += 1
             if misses[index] > MAX_MISSES:
@@ -136,16 +159,21 @@ class KeyFactory:
             "kind": self.kind,
             "formats": self.formats,
             "real_hashes": sorted(self.real_hashes),
+            "salt": self.salt,
+            "bits": self.bits,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> KeyFactory:
         formats = [(tokens if data["kind"] == "string" else str(tokens), n) for tokens, n in data["formats"]]
-        return cls(data["column"], data["kind"], formats, set(data["real_hashes"]))
+        return cls(
+            data["column"], data["kind"], formats, set(data["real_hashes"]), data.get("salt", ""), data.get("bits", 64)
+        )
 
 
-def learn_keys(table: pa.Table, group_by: list[str], n_groups: int) -> list[KeyFactory]:
-    """Factories for the group columns that identify entities (not, say, a region shared by many)."""
+def learn_keys(table: pa.Table, group_by: list[str], n_groups: int, holdout: pa.Table) -> list[KeyFactory]:
+    """Factories for the group columns that identify entities (not, say, a region shared by many);
+    the `holdout`'s keys are real too, so new keys avoid them as well."""
     factories = []
     for name in group_by:
         column = table.column(name)
@@ -153,7 +181,7 @@ def learn_keys(table: pa.Table, group_by: list[str], n_groups: int) -> list[KeyF
             continue
         values = column.unique().to_pylist()
         if len(values) >= KEY_SHARE * n_groups:
-            factories.append(KeyFactory.learn(name, values))
+            factories.append(KeyFactory.learn(name, values, holdout.column(name).unique().to_pylist()))
     return factories
 
 

@@ -107,10 +107,7 @@ class Synthesizer:
         started = time.perf_counter()
         table = as_arrow(table)
         _check_columns(table, cfg)
-        schema = infer_schema(table)
-        doubts = numbers_learned_as_text(table, schema)
-        for doubt in doubts:
-            warnings.warn(doubt, DataWarning, stacklevel=2)
+        infer_schema(table)  # refuses columns the engine cannot model before anything else runs
         group_by = cfg.data.group_training_examples_by
         table = _with_units(_ordered(table, cfg), cfg)
         train_rows, holdout = split_holdout(table, cfg.data)
@@ -119,10 +116,14 @@ class Synthesizer:
         # PII is replaced in the training rows only: the holdout stays real so the privacy measures stay honest.
         keys_kept = (group_by or []) + (cfg.data.order_training_examples_by or [])
         train_rows, pii = protect(train_rows, cfg.replace_pii, keys_kept, self.pii_mapper)
-        if pii.get("replaced"):
-            schema = infer_schema(train_rows)  # category domains of the fakes, not of the real values
+        # learned from the training rows as the model sees them: no held-out value (a category, a
+        # maximum) and no real PII value replaced by a fake reaches the schema, grammar or tokenizer
+        schema = infer_schema(train_rows)
+        doubts = numbers_learned_as_text(train_rows, schema)
+        for doubt in doubts:
+            warnings.warn(doubt, DataWarning, stacklevel=2)
         n_groups = int(np.unique(unit_ids).size) if group_by else 0
-        keys = learn_keys(train_rows, group_by, n_groups) if group_by else []
+        keys = learn_keys(train_rows, group_by, n_groups, holdout) if group_by else []
         modelled = schema.without(k.column for k in keys)  # entity keys are made afresh, not modelled
         texts = rows_to_texts(train_rows, modelled)
         device, dtype = models.resolve_device(cfg.training.device)

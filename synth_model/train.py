@@ -8,6 +8,7 @@ to their own width (`batch_loss`), so little compute goes to padding or masked-o
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -244,7 +245,9 @@ def train(
                 else:
                     batch = {k: v.to(device) for k, v in batch.items()}
                     dp_loss = per_example_loss(forward(**model_inputs(batch)).logits, batch["labels"]).mean()
-                    dp_loss.backward()  # per-example gradients land in p.grad_sample
+                    with warnings.catch_warnings():  # Opacus' per-sample hooks fire as designed
+                        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                        dp_loss.backward()  # per-example gradients land in p.grad_sample
                     loss = dp_loss.item()
                     if j + 1 < len(micro):  # clip and sum this micro-batch; noise once per logical batch
                         step_optimizer.signal_skip_step(do_skip=True)

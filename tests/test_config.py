@@ -101,3 +101,12 @@ def test_ordering_by_the_group_column_is_refused():
     with pytest.raises(ConfigError, match=r"order_training_examples_by repeats the group column\(s\) \['g'\]"):
         SynthConfig.from_any({"data": {"group_training_examples_by": "g", "order_training_examples_by": ["t", "g"]}})
     SynthConfig.from_any({"data": {"group_training_examples_by": "g", "order_training_examples_by": "t"}})
+
+
+def test_differential_privacy_per_window_is_refused():
+    """Windows make one entity several training units: epsilon would cover a window, not an entity."""
+    data = {"group_training_examples_by": "g", "max_records_per_group": 2, "group_cap_strategy": "windows"}
+    with pytest.raises(ConfigError, match=r"^invalid config: privacy.dp_enabled with data.group_cap_strategy: windows"):
+        SynthConfig.from_any({"data": data, "privacy": {"dp_enabled": True}})
+    SynthConfig.from_any({"data": data})  # without DP windows stay
+    SynthConfig.from_any({"data": {**data, "group_cap_strategy": "most_recent"}, "privacy": {"dp_enabled": True}})

@@ -10,7 +10,7 @@ import pytest
 
 from synth_model.evaluate import attribute, copies, correlations, deep_structure, distributions, membership, utility
 from synth_model.evaluate.encoding import Encoder
-from synth_model.evaluate.report import evaluate, grade, render_html
+from synth_model.evaluate.report import evaluate, grade, render_html, training_rows
 
 
 def make(n: int, seed: int) -> pd.DataFrame:
@@ -69,6 +69,11 @@ def test_copies_drive_dcr_and_membership_to_the_alarm_side():
     mia_copy = membership.measure(TRAIN, HOLDOUT, copied, encoder)
     mia_fresh = membership.measure(TRAIN, HOLDOUT, FRESH, encoder)
     assert mia_copy["score"] < 3 and mia_fresh["score"] > 8
+    # a small holdout leaves shares whose thresholds flag too few rows: they are left out, not
+    # counted as no advantage (which scored these copies 6.67, "Good")
+    assert membership.measure(TRAIN, HOLDOUT.head(20), copied, encoder)["score"] < 3
+    tiny = membership.measure(TRAIN, HOLDOUT.head(3), copied, encoder)
+    assert tiny["score"] is None and "too few holdout rows" in tiny["note"]
 
 
 def test_copies_leak_attributes_more_than_fresh_rows():
@@ -86,6 +91,20 @@ def test_utility_trains_on_each_and_tests_on_the_holdout():
     broken = utility.measure(TRAIN, HOLDOUT, shuffled(FRESH), "sign")
     assert broken["train_synthetic"]["accuracy"] < 0.7
     assert utility.measure(TRAIN, HOLDOUT, FRESH, "y")["task"] == "regression"
+
+
+def test_training_rows_remove_each_held_out_row_once():
+    """A table of few distinct rows: removing every row equal to a held-out one would drop most of
+    the members and understate the copies the privacy measures look for."""
+    real = pa.table({"a": [1, 1, 1, 2, 2, 3], "b": ["x", "x", "x", "y", "y", None]})
+    held = pa.table({"a": [1, 2], "b": ["x", "y"]})
+    assert training_rows(real, held).to_pydict() == {"a": [1, 1, 2, 3], "b": ["x", "x", "y", None]}
+
+
+def test_the_report_names_only_values_many_real_rows_share():
+    real = pa.table({"kind": ["a"] * 30 + ["b"] * 10 + [None] * 6 + [f"note {i}" for i in range(4)]})
+    result = evaluate(real, real.slice(0, 10), real.slice(0, 40))  # each note is one real row's
+    assert result["distributions"]["kind"]["labels"] == ["a", "b", "NULL"]
 
 
 def test_grades_and_report_sections():

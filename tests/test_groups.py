@@ -15,6 +15,7 @@ from synth_model.groups import (
     GroupGuard,
     GroupRules,
     KeyFactory,
+    _digest,
     assign_keys,
     cap_groups,
     check_group,
@@ -185,6 +186,21 @@ def test_fresh_keys_keep_the_format_and_never_copy_a_real_key():
     restored = KeyFactory.from_dict(factory.dump())
     assert restored.make(5, random.Random(3)) == factory.make(5, random.Random(3))
     assert "N100AA" not in str(factory.dump())  # hashes, not values
+
+
+def test_stored_key_hashes_do_not_name_their_keys_and_held_out_keys_are_avoided():
+    rng = random.Random(5)
+    real = rng.sample(range(10**8, 10**9), 1000)  # nine-digit ids, such as SSNs
+    held = rng.sample(range(10**8, 10**9), 50)
+    factory = KeyFactory.learn("ssn", real, held)
+    assert set(factory.dump()) >= {"salt", "bits"} and factory.bits < 64
+    tried = rng.sample(range(10**8, 10**9), 200_000)  # an attacker's guesses
+    hits = [v for v in tried if _digest(v, factory.salt, factory.bits) in factory.real_hashes]
+    assert len(hits) > 100 * len(set(hits) & {*real, *held}) + 100  # the guesses that fit are nearly all wrong
+    made = factory.make(2000, random.Random(0))
+    assert not set(made) & {*real, *held}
+    hashes = KeyFactory.learn("ssn", real).real_hashes
+    assert KeyFactory.learn("ssn", real).real_hashes == hashes  # the same keys give the same factory
 
 
 def test_assigned_keys_are_one_per_group():

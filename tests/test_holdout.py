@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from synth_model import DataError
+from synth_model import DataError, Synthesizer
 from synth_model.config import DataConfig
 from synth_model.holdout import split_holdout
 
@@ -40,3 +40,26 @@ def test_too_few_rows_for_the_holdout():
         split_holdout(pa.table({"x": list(range(3))}), DataConfig(holdout=0))
     with pytest.raises(DataError, match=r"^the table has 1 row: add rows \(at least 10"):
         split_holdout(pa.table({"x": [1]}), DataConfig())
+
+
+def test_held_out_values_never_reach_the_schema():
+    """The schema (and so the grammar, the validator and a DP tokenizer) comes from the training rows:
+    a category or an extreme only a held-out row has is not learned."""
+    n = 300
+    table = pa.table(
+        {
+            "grade": [f"SECRET{i}" if i % 10 == 0 else "AB"[i % 2] for i in range(n)],
+            "amount": [float(i) for i in range(n)],
+        }
+    )
+    config = {
+        "data": {"holdout": 0.2},
+        "training": {"num_input_records_to_sample": 200, "tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2}},
+    }
+    synth = Synthesizer(config).fit(table)
+    held = set(synth.holdout.column("grade").to_pylist()) - {"A", "B"}
+    grade, amount = synth.schema.columns
+    assert held and not held & set(grade.categories)
+    assert amount.maximum == max(
+        set(table.column("amount").to_pylist()) - set(synth.holdout.column("amount").to_pylist())
+    )

@@ -165,6 +165,25 @@ def test_an_enum_column_is_learned_as_categories_and_published_as_the_enum(tmp_p
     assert types["c"] == "ENUM('old', 'new', 'unused')" and values <= {"old", "new"} and values
 
 
+def test_an_enum_of_names_that_pii_replacement_replaces_is_published_as_text(tmp_path, raw_warehouse):
+    """Fakes are no members of the ENUM: casting them back failed the publication with a message that
+    listed the ENUM's real names."""
+    names = ["James Smith", "Mary Johnson", "Robert Brown", "Linda Davis", "Michael Miller", "Susan Wilson"]
+    listed = ", ".join(f"'{n}'" for n in names)
+    raw_warehouse.write(
+        "raw.t",
+        f"SELECT manufacturer AS a, seats AS b, ([{listed}])[1 + (rowid % 6)::INT]::ENUM({listed}) AS c "
+        "FROM raw.planes LIMIT 300",
+    )
+    plan = small_plan(tmp_path, raw_warehouse, gates="{min_valid_fraction: 0.0}")
+    published = refresh(raw_warehouse, plan, tmp_path / "models", "run-1")
+    assert published["published"], published["checks"]
+    with raw_warehouse.connect(read_only=True) as con:
+        types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE synthetic.t)").fetchall())
+        values = {v for (v,) in con.execute("SELECT DISTINCT c FROM synthetic.t").fetchall()}
+    assert types["c"] == "VARCHAR" and values and not values & set(names)
+
+
 def test_a_publication_on_its_own_needs_a_passing_report_of_the_same_rows(tmp_path, raw_warehouse):
     """Dagster's blocking gate checks guard a job, not `synthetic/t` materialized alone."""
     plan = small_plan(tmp_path, raw_warehouse, gates="{min_valid_fraction: 0.5, min_quality: 9.9}")

@@ -26,8 +26,8 @@ from synth_model import Synthesizer
 from synth_model.errors import DataError
 from synth_model.evaluate.report import save_report
 from synth_model.evaluate.sequences import sequence_stats
-from synth_model.privacy.pii import PiiMapper
-from synth_model.synthesizer import MODEL_FORMAT
+from synth_model.privacy.pii import PiiMapper, PiiReport
+from synth_model.synthesizer import MODEL_FORMAT, PII_FILE
 from warehouse import audit
 from warehouse.spec import digest
 from warehouse.sql_models import Plan
@@ -334,6 +334,15 @@ def generate(warehouse: Warehouse, plan: Plan, run_id: str, log: Log = print) ->
     return stats | {"table": target, "rows": rows, "preview": result.table.slice(0, 10)}
 
 
+def published_types(prepared: dict[str, str], model_dir: Path) -> dict[str, str]:
+    """The prepared columns' types, but VARCHAR for an ENUM whose values PII replacement replaced:
+    its fakes are no members of the ENUM (whose type, listing the real values, is not published)."""
+    report = model_dir / PII_FILE
+    found = json.loads(report.read_text()).get("report") if report.is_file() else None
+    replaced = PiiReport.from_dict(found).columns_replaced if found else set()
+    return {c: "VARCHAR" if c in replaced and t.startswith("ENUM") else t for c, t in prepared.items()}
+
+
 # -------------------------------------------------------------------------- evaluate
 def gate_checks(flat: dict, gates) -> list[Check]:
     """The quality, privacy and copy gates that are set, judged on a report's `scores`."""
@@ -406,7 +415,7 @@ def publish(warehouse: Warehouse, plan: Plan, run_id: str, started_at: datetime 
     with warehouse.connect() as con:
         prepared_step, model_step, generated = _require_chain(con, spec.name, STEPS, f"synthetic/{spec.name}", run_id)
         _require_gates(con, spec, generated)
-        types = column_types(con, table["prepared"])
+        types = published_types(column_types(con, table["prepared"]), Path(model_step["model_path"]))
         split = split_query(table["synthetic_raw"], types, spec.mapped_columns)
         con.execute(f"CREATE TEMP TABLE split_rows AS {split}")
         generated_rows = con.execute(f"SELECT count(*) FROM {qualified(table['synthetic_raw'])}").fetchone()[0]

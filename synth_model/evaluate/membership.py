@@ -4,7 +4,8 @@ The attacker holds a set of real rows, a share of them training members and the 
 rows, and calls a row a member when its nearest synthetic row is closer than a threshold. Over
 member shares (10%, 50%, 90%) and thresholds (distance quantiles flagging at least 30 rows), the
 attack's advantage is its precision above the member share, scaled to [0, 1]; accuracy is reported
-too. Score = 10 x (1 - mean advantage over thresholds and shares): 10 = no better than guessing.
+too. Score = 10 x (1 - mean advantage over the thresholds and shares that flag enough rows): 10 = no
+better than guessing; no score where none does (a small holdout).
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def measure(training: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFra
             gains.append(max(0.0, (precision - base) / (1 - base)))
             attack = {"member_share": round(base, 3), "quantile": q, "precision": precision, "accuracy": accuracy}
             attacks.append(attack)
-        advantages.append(float(np.mean(gains)) if gains else 0.0)
+        if gains:
+            advantages.append(float(np.mean(gains)))
+    if not advantages:  # an attack no threshold supports measures nothing: no score, not a perfect one
+        return {
+            "score": None,
+            "attacks": [],
+            "note": f"too few holdout rows: no threshold flags {MIN_SUPPORT} rows; hold out more rows (data.holdout)",
+        }
     mean = float(np.mean(advantages))
     return {"score": 10 * (1 - mean), "mean_advantage": mean, "attacks": attacks}

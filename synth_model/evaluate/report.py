@@ -34,6 +34,7 @@ from synth_model.privacy.pii import PiiReport, replay
 from synth_model.tables import replace_whole
 
 GRADES = ((8, "Excellent"), (6, "Good"), (4, "Moderate"), (2, "Poor"), (0, "Very poor"))
+MIN_LABEL_COUNT = 5  # real rows a text value needs to be shown by name in the report
 
 
 def grade(score: float | None) -> str | None:
@@ -85,10 +86,16 @@ def _evaluate(
         "text_structure_similarity": text.measure(real, synth),
         "text_semantic_similarity": text.measure_semantics(real, synth),
     }
+    # replaced PII differs from the real values by design, which would hide a copied row: rows are
+    # compared on the other columns (all of them if every column was replaced)
+    replaced = pii_report.columns_replaced if pii_report else set()
+    kept = [c for c in real.columns if c not in replaced] or list(real.columns)
+    near = encoder if len(kept) == len(real.columns) else Encoder.fit(real[kept])
     privacy = {
-        "membership_inference_protection": membership.measure(real, held, synth, encoder),
+        "membership_inference_protection": membership.measure(real[kept], held[kept], synth[kept], near),
         "attribute_inference_protection": attribute.measure(real, held, synth, quasi_identifiers),
-        "distance_to_closest_record": copies.measure(real, held, synth, encoder),
+        "distance_to_closest_record": copies.measure(real[kept], held[kept], synth[kept], near)
+        | {"columns_left_out": sorted(set(real.columns) - set(kept))},
     }
     if pii_report is not None and not pii_report.empty:
         privacy["pii_replay"] = replay(training, synthetic, pii_report)
@@ -99,16 +106,23 @@ def _evaluate(
         "exact_copy_rate": privacy["distance_to_closest_record"]["exact_copy_rate"],
         "utility": utility.measure(real, held, synth, target) if target else None,
         "sdmetrics": sdmetrics_quality.quality(training, synthetic.select(training.column_names)),
-        "distributions": _distribution_samples(real, synth),
+        "distributions": _distribution_samples(real, synth, pii_report.columns_found if pii_report else set()),
     }
     result["seconds"] = time.perf_counter() - started
     return result
 
 
-def _distribution_samples(real: pd.DataFrame, synth: pd.DataFrame, bins: int = 12) -> dict:
-    """Per column, the real and synthetic shares per bin or category, for the report's plots."""
+def _distribution_samples(real: pd.DataFrame, synth: pd.DataFrame, hidden: set[str], bins: int = 12) -> dict:
+    """Per column, the real and synthetic shares per bin or category, for the report's plots.
+
+    A report is shared more widely than the data: columns in `hidden` (where PII was found) get no
+    plot, and other text columns show only values that at least `MIN_LABEL_COUNT` real rows hold
+    (categories, not one person's identifier or note).
+    """
     out = {}
     for name in real.columns:
+        if name in hidden:
+            continue
         r, s = real[name], synth[name]
         if is_numeric(r):
             values = r.dropna().astype(float)
@@ -117,9 +131,10 @@ def _distribution_samples(real: pd.DataFrame, synth: pd.DataFrame, bins: int = 1
             hs = np.histogram(pd.to_numeric(s, errors="coerce").dropna().clip(edges[0], edges[-1]), edges)[0]
             labels = [f"{edges[i]:.3g}" for i in range(bins)]
         else:
-            top = r.astype(str).value_counts().index[:bins]
-            hr = r.astype(str).value_counts().reindex(top, fill_value=0).to_numpy()
-            hs = s.astype(str).value_counts().reindex(top, fill_value=0).to_numpy()
+            counts = _labels(r).value_counts()
+            top = counts[counts >= MIN_LABEL_COUNT].index[:bins]
+            hr = counts.reindex(top, fill_value=0).to_numpy()
+            hs = _labels(s).value_counts().reindex(top, fill_value=0).to_numpy()
             labels = list(top)
         out[name] = {
             "labels": labels,
@@ -127,6 +142,10 @@ def _distribution_samples(real: pd.DataFrame, synth: pd.DataFrame, bins: int = 1
             "synthetic": (hs / max(hs.sum(), 1)).round(4).tolist(),
         }
     return out
+
+
+def _labels(column: pd.Series) -> pd.Series:
+    return column.astype(object).where(column.notna(), "NULL").astype(str)
 
 
 # ------------------------------------------------------------------------------------ HTML
@@ -267,10 +286,12 @@ share of synthetic rows closer to training than 95% of holdout rows: {dcr["close
 
 
 def training_rows(real: pa.Table, holdout: pa.Table) -> pa.Table:
-    """The real rows a model was trained on: the input minus its held-out rows (compared whole)."""
+    """The real rows a model was trained on: the input minus its held-out rows, compared whole and
+    counted (a row that equals a held-out one is removed once per held-out copy, not every time)."""
     keys = frame(real.select(holdout.column_names)).astype(str).agg("\x1f".join, axis=1)
-    held = set(frame(holdout).astype(str).agg("\x1f".join, axis=1))
-    return real.filter(pa.array(~keys.isin(held).to_numpy()))
+    held = frame(holdout).astype(str).agg("\x1f".join, axis=1).value_counts()
+    nth = keys.groupby(keys).cumcount()  # this row is the nth (from 0) with its values
+    return real.filter(pa.array((nth >= keys.map(held).fillna(0)).to_numpy()))
 
 
 def save_report(result: dict, directory: str | Path, title: str = "Synthetic data evaluation") -> dict[str, Path]:

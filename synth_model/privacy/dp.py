@@ -60,8 +60,8 @@ def plan(privacy: PrivacyConfig, units: int, epochs: float, grouped: bool) -> DP
     kind = "groups" if grouped else "records"
     if units < MIN_UNITS:
         raise DataError(
-            f"differential privacy needs at least {MIN_UNITS} training {kind}; this table has {units}: "
-            "add rows, or set privacy.dp_enabled: false"
+            f"differential privacy needs at least {MIN_UNITS} training {kind}; the training split has {units} "
+            "(the table less its holdout): add rows, lower data.holdout, or set privacy.dp_enabled: false"
         )
     from opacus.accountants.utils import get_noise_multiplier
 

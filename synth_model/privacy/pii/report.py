@@ -43,6 +43,17 @@ class PiiReport:
     def empty(self) -> bool:
         return not self.columns and not self.text
 
+    @property
+    def columns_replaced(self) -> set[str]:
+        """Columns whose training values were replaced, whole or in spans (they differ from the real ones)."""
+        whole = {f.column for f in self.columns if f.action in ("replace", "forced")}
+        return whole | {f.column for f in self.text if f.action == "replace"}
+
+    @property
+    def columns_found(self) -> set[str]:
+        """Columns in which detection found PII, whole values or spans, whatever was done with it."""
+        return {f.column for f in self.columns} | {f.column for f in self.text}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "locale": self.locale,
