@@ -63,9 +63,10 @@ def _template(value: str) -> tuple[str, ...]:
 
 
 def _digest(value, salt: str, bits: int) -> str:
-    """The first `bits` bits of a salted hash of `value`, in hex."""
+    """The first `bits` bits of a salted hash of `value`, in hex (no salt and 64 bits: the plain hash
+    earlier model folders stored)."""
     whole = hashlib.blake2b(str(value).encode(), digest_size=8, key=bytes.fromhex(salt)).digest()
-    return f"{int.from_bytes(whole) >> (64 - bits):x}"
+    return f"{int.from_bytes(whole) >> (64 - bits):0{(bits + 3) // 4}x}"
 
 
 def _hash_bits(keys: int) -> int:

@@ -1,6 +1,7 @@
 """Grouped events: capping, marker parsing, group validity rules and each relaxation (after sampling and
 line by line while sampling), fresh keys."""
 
+import hashlib
 import random
 
 import numpy as np
@@ -201,6 +202,14 @@ def test_stored_key_hashes_do_not_name_their_keys_and_held_out_keys_are_avoided(
     assert not set(made) & {*real, *held}
     hashes = KeyFactory.learn("ssn", real).real_hashes
     assert KeyFactory.learn("ssn", real).real_hashes == hashes  # the same keys give the same factory
+    every = range(100, 1000)  # a model folder saved before: plain 64-bit hashes, no salt
+    old = {
+        "column": "k",
+        "kind": "integer",
+        "formats": [["3", 900]],
+        "real_hashes": [hashlib.blake2b(str(v).encode(), digest_size=8).hexdigest() for v in every],
+    }
+    assert not set(KeyFactory.from_dict(old).make(50, random.Random(0))) & set(every)
 
 
 def test_assigned_keys_are_one_per_group():
