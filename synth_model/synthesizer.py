@@ -107,7 +107,11 @@ class Synthesizer:
         started = time.perf_counter()
         table = as_arrow(table)
         _check_columns(table, cfg)
-        infer_schema(table)  # refuses columns the engine cannot model before anything else runs
+        # on the input as given (rows numbered as the caller numbers them); it also refuses columns the
+        # engine cannot model before anything else runs
+        doubts = numbers_learned_as_text(table, infer_schema(table))
+        for doubt in doubts:
+            warnings.warn(doubt, DataWarning, stacklevel=2)
         group_by = cfg.data.group_training_examples_by
         table = _with_units(_ordered(table, cfg), cfg)
         train_rows, holdout = split_holdout(table, cfg.data)
@@ -119,9 +123,6 @@ class Synthesizer:
         # learned from the training rows as the model sees them: no held-out value (a category, a
         # maximum) and no real PII value replaced by a fake reaches the schema, grammar or tokenizer
         schema = infer_schema(train_rows)
-        doubts = numbers_learned_as_text(train_rows, schema)
-        for doubt in doubts:
-            warnings.warn(doubt, DataWarning, stacklevel=2)
         n_groups = int(np.unique(unit_ids).size) if group_by else 0
         keys = learn_keys(train_rows, group_by, n_groups, holdout) if group_by else []
         modelled = schema.without(k.column for k in keys)  # entity keys are made afresh, not modelled
