@@ -20,6 +20,7 @@ from transformers import get_scheduler
 from synth_model.config import TrainingConfig
 from synth_model.privacy.dp import (
     DPPlan,
+    empty_batch,
     freeze_norms,
     make_private,
     micro_batches,
@@ -235,6 +236,7 @@ def train(
     val_losses: list[dict] = []
     eval_every = max(1, steps // 5)
     seen = 0
+    records = 0
     step = 0
     with tqdm(total=tokens_total, unit="tok", unit_scale=True, desc="train", mininterval=1.0) as bar:
         for micro in step_batches:
@@ -255,13 +257,15 @@ def train(
                         step_optimizer.zero_grad(set_to_none=True)
                 tokens = sum(len(e.input_ids) for e in batch_examples)
                 seen += tokens
+                records += sum(e.n_records for e in batch_examples)
                 bar.update(tokens)
                 losses.append(loss)
             if dp is None:
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
-            if micro:  # an empty Poisson batch moves nothing (and reveals nothing about the data)
-                step_optimizer.step()
-                step_optimizer.zero_grad(set_to_none=True)
+            if not micro:
+                empty_batch(step_optimizer)
+            step_optimizer.step()
+            step_optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1
             elapsed = time.perf_counter() - start
@@ -291,7 +295,7 @@ def train(
     return {
         "steps": steps,
         "examples": len(examples),
-        "records_sampled": sum(e.n_records for e in examples),
+        "records_sampled": records,
         "tokens": seen,
         "tokens_per_s": seen / wall,
         "train_seconds": wall,

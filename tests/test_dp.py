@@ -14,7 +14,7 @@ from synth_model.errors import ConfigError, DataError
 from synth_model.models import build_tiny
 from synth_model.privacy import dp
 from synth_model.records import IGNORE_INDEX, Example
-from synth_model.train import collate, model_inputs
+from synth_model.train import collate, model_inputs, train
 
 TEXTS = [f'{{"id":{i},"kind":"k{i % 5}","note":"{"x" * (i % 9)}"}}\n' for i in range(60)]
 
@@ -80,6 +80,37 @@ def test_poisson_batches_sample_each_example_at_the_rate():
     plan = dp.DPPlan(8, 1e-5, 1.0, 1.0, 0.05, 50, 400, 1000)
     sizes = [len(b) for b in dp.poisson_batches(1000, plan, np.random.default_rng(0))]
     assert len(sizes) == 400 and abs(np.mean(sizes) - 50) < 2 and np.std(sizes) > 3  # variable, as Poisson is
+
+
+def test_empty_poisson_batches_still_take_their_noisy_step():
+    """Skipping an empty batch would show that no record was drawn; the accountant counts its noise."""
+    loaded = tiny_model()
+    model, tok = loaded.model, loaded.tokenizer
+    examples = [Example(ids, ids, 1) for ids in (tok(t)["input_ids"] for t in TEXTS)]
+    plan = dp.DPPlan(8, 1e-5, 1.0, 1.0, 0.02, 1, 10, len(examples))
+    sizes = [len(b) for b in dp.poisson_batches(len(examples), plan, np.random.default_rng(0))]
+    empty = [i + 1 for i, n in enumerate(sizes) if n == 0]  # steps (1-based) whose batch draws nobody
+    assert empty and len(empty) < len(sizes)
+    dp.freeze_norms(model)  # as `train` does under DP
+    trained = [p for p in model.parameters() if p.requires_grad]
+    weights = {0: [p.detach().clone() for p in trained]}
+    progress = lambda info: weights.update({info["step"]: [p.detach().clone() for p in trained]})  # noqa: E731
+    config = TrainingConfig(learning_rate=0.01)
+    train(model, examples, [], config, tok.pad_token_id, torch.device("cpu"), seed=0, progress=progress, dp=plan)
+    for step in empty:
+        assert all(not torch.equal(a, b) for a, b in zip(weights[step - 1], weights[step], strict=True))
+
+
+def test_records_sampled_counts_the_records_drawn():
+    loaded = tiny_model()
+    model, tok = loaded.model, loaded.tokenizer
+    examples = [Example(ids, ids, 2) for ids in (tok(t)["input_ids"] for t in TEXTS)]
+    plan = dp.DPPlan(8, 1e-5, 1.0, 1.0, 0.1, 6, 20, len(examples))
+    metrics = train(
+        model, examples, [], TrainingConfig(learning_rate=0.01), tok.pad_token_id, torch.device("cpu"), seed=0, dp=plan
+    )
+    drawn = sum(len(b) for b in dp.poisson_batches(len(examples), plan, np.random.default_rng(0)))
+    assert metrics["records_sampled"] == 2 * drawn != 2 * len(examples)
 
 
 def test_budget_and_data_errors_come_before_training(credit):

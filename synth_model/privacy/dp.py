@@ -128,6 +128,13 @@ def poisson_batches(n: int, dp: DPPlan, rng: np.random.Generator) -> Iterator[np
         yield np.flatnonzero(rng.random(n) < dp.sample_rate)
 
 
+def empty_batch(optimizer) -> None:
+    """Let an empty Poisson batch still take its noisy step: skipping it would show that no record was drawn,
+    and the accountant counts every step as noised."""
+    for p in optimizer.params:
+        p.grad_sample = p.new_zeros((0, *p.shape))
+
+
 def freeze_norms(model: torch.nn.Module) -> None:
     """Keep normalisation weights fixed under DP: Opacus has no fast per-sample rule for RMSNorm, and a
     third of the per-sample gradient time went to them (the LoRA path never trains them anyway)."""
