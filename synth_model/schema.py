@@ -100,16 +100,17 @@ class TableSchema:
         return cls([ColumnRule(**c) for c in json.loads(path.read_text())["x-columns"]])
 
 
-def infer_schema(table: pa.Table) -> TableSchema:
-    """Learn each column's kind and rules; refuse columns the engine cannot model."""
+def infer_schema(table: pa.Table, layouts: bool = True) -> TableSchema:
+    """Learn each column's kind and rules; refuse columns the engine cannot model. Without `layouts`
+    identifiers get no pattern: a check of the input's kinds skips their costliest part."""
     if table.num_rows == 0:
         raise DataError("the input table is empty: it needs rows to learn from")
     if table.num_columns == 0:
         raise DataError("the input table has no columns")
-    return TableSchema([_infer_column(name, table.column(name)) for name in table.column_names])
+    return TableSchema([_infer_column(name, table.column(name), layouts) for name in table.column_names])
 
 
-def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
+def _infer_column(name: str, column: pa.ChunkedArray, layouts: bool) -> ColumnRule:
     typ = stored = column.type
     dictionary = None
     if pa.types.is_dictionary(typ):
@@ -160,7 +161,7 @@ def _infer_column(name: str, column: pa.ChunkedArray) -> ColumnRule:
         mm = pc.min_max(values)
         return ColumnRule(kind="datetime", minimum=str(mm["min"].as_py()), maximum=str(mm["max"].as_py()), **base)
     if _is_text(typ):
-        return _infer_string(values, base)
+        return _infer_string(values, base, layouts)
     raise DataError(
         f"column '{name}' has type {typ}, which cannot be synthesized: cast it to a string, number or "
         "date in the preparation SQL, or drop it"
@@ -177,7 +178,7 @@ def _is_text(typ: pa.DataType) -> bool:
     return pa.types.is_string(typ) or pa.types.is_large_string(typ)
 
 
-def _infer_string(values: pa.ChunkedArray, base: dict) -> ColumnRule:
+def _infer_string(values: pa.ChunkedArray, base: dict, layouts: bool) -> ColumnRule:
     lengths = pc.utf8_length(values)
     mm = pc.min_max(lengths)
     length = {"min_length": mm["min"].as_py(), "max_length": mm["max"].as_py()}
@@ -187,7 +188,8 @@ def _infer_string(values: pa.ChunkedArray, base: dict) -> ColumnRule:
         return ColumnRule(kind="categorical", categories=categories, **base)
     has_space = pc.any(pc.match_substring_regex(values, r"\s")).as_py()
     if not has_space and length["max_length"] <= MAX_IDENTIFIER_LENGTH:
-        return ColumnRule(kind="identifier", pattern=identifier_pattern(distinct.to_pylist()), **length, **base)
+        pattern = identifier_pattern(distinct.to_pylist()) if layouts else None
+        return ColumnRule(kind="identifier", pattern=pattern, **length, **base)
     return ColumnRule(kind="text", **length, **base)
 
 

@@ -109,7 +109,7 @@ class Synthesizer:
         _check_columns(table, cfg)
         # on the input as given (rows numbered as the caller numbers them); it also refuses columns the
         # engine cannot model before anything else runs
-        doubts = numbers_learned_as_text(table, infer_schema(table))
+        doubts = numbers_learned_as_text(table, infer_schema(table, layouts=False))
         for doubt in doubts:
             warnings.warn(doubt, DataWarning, stacklevel=2)
         group_by = cfg.data.group_training_examples_by

@@ -46,6 +46,11 @@ def test_kinds_and_rules():
     assert rules["day"].minimum == "2020-01-01"
     assert rules["code"].pattern == "^N[0-9]{3}AB$"  # the N and AB every code has, then three digits
     assert (rules["note"].min_length, rules["note"].max_length) == (29, 30)
+    quick = infer_schema(_table(), layouts=False)  # the input check: same kinds and rules, no layouts
+    assert {c.name: c.kind for c in quick.columns} == {n: r.kind for n, r in rules.items()}
+    assert quick.columns[7].pattern is None and [c for c in quick.columns if c.name != "code"] == [
+        r for n, r in rules.items() if n != "code"
+    ]
 
 
 def test_text_dictionaries_are_categories_in_their_order_and_written_back_encoded(tmp_path):
