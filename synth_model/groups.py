@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from synth_model.config import GenerationConfig
+from synth_model.errors import DataError
 from synth_model.layouts import char_class
 from synth_model.validate import RecordValidator
 
@@ -178,11 +179,17 @@ def learn_keys(table: pa.Table, group_by: list[str], n_groups: int, holdout: pa.
     factories = []
     for name in group_by:
         column = table.column(name)
-        if not (pa.types.is_string(column.type) or pa.types.is_integer(column.type)):
-            continue
         values = column.unique().to_pylist()
-        if len(values) >= KEY_SHARE * n_groups:
-            factories.append(KeyFactory.learn(name, values, holdout.column(name).unique().to_pylist()))
+        if len(values) < KEY_SHARE * n_groups:
+            continue
+        if not (pa.types.is_string(column.type) or pa.types.is_integer(column.type)):
+            raise DataError(
+                f"group column '{name}' ({column.type}) identifies entities ({len(values)} distinct values for "
+                f"{n_groups} groups), but fresh keys can only be made for text or whole-number columns, so the "
+                f"model would write real keys: cast it in the preparation SQL (CAST({name} AS VARCHAR), or AS "
+                "BIGINT when its values are whole) or group by the entity's id column"
+            )
+        factories.append(KeyFactory.learn(name, values, holdout.column(name).unique().to_pylist()))
     return factories
 
 

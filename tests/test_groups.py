@@ -1,14 +1,16 @@
 """Grouped events: capping, marker parsing, group validity rules and each relaxation (after sampling and
 line by line while sampling), fresh keys."""
 
+import datetime as dt
 import hashlib
 import random
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from synth_model.config import GenerationConfig
-from synth_model.errors import ContextFitError
+from synth_model.errors import ContextFitError, DataError
 from synth_model.generate import Collector, units_to_start
 from synth_model.groups import (
     BEGIN,
@@ -20,6 +22,7 @@ from synth_model.groups import (
     assign_keys,
     cap_groups,
     check_group,
+    learn_keys,
     pick_groups,
     split_groups,
 )
@@ -216,6 +219,18 @@ def test_assigned_keys_are_one_per_group():
     groups = [[{"id": "x"}, {"id": "x"}], [{"id": "x"}]]
     assign_keys(groups, [KeyFactory.learn("id", ["AB12", "CD34"])], random.Random(0))
     assert groups[0][0]["id"] == groups[0][1]["id"] != groups[1][0]["id"]
+
+
+def test_entity_keys_fresh_keys_cannot_be_made_for_are_refused():
+    """A float or date key that names entities would be written by the model, so real keys would come back."""
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i // 2) for i in range(40)]
+    table = pa.table({"store": [f"S{i // 2:02d}" for i in range(40)], "day": days, "cust": [i / 2 for i in range(40)]})
+    holdout = table.slice(0, 0)
+    shared = table.set_column(1, "day", pa.array([dt.date(2024, 1, 1 + i % 3) for i in range(40)]))
+    assert [f.column for f in learn_keys(shared, ["store", "day"], 20, holdout)] == ["store"]  # a day many share
+    for column, kind in (("cust", "double"), ("day", "date32")):
+        with pytest.raises(DataError, match=rf"group column '{column}' \({kind}.*identifies entities.*CAST\({column}"):
+            learn_keys(table, [column], 20, holdout)
 
 
 def test_context_fit_reports_the_largest_group_and_the_remedies():
