@@ -107,6 +107,25 @@ def test_the_report_names_only_values_many_real_rows_share():
     assert result["distributions"]["kind"]["labels"] == ["a", "b", "NULL"]
 
 
+def test_timestamp_units_do_not_change_the_scores_and_written_integers_plot():
+    """A warehouse table has microseconds, a CSV or pandas table nanoseconds; a synthetic table from
+    elsewhere may write whole numbers where the real column held fractions."""
+
+    def timed(df: pd.DataFrame, unit: str) -> pa.Table:
+        at = pd.to_datetime("2024-01-01") + pd.to_timedelta(df.x * 30, unit="D")
+        return pa.Table.from_pandas(df.assign(at=at.astype(f"datetime64[{unit}]")), preserve_index=False)
+
+    real, holdout = timed(TRAIN, "us"), timed(HOLDOUT, "us")
+    same = evaluate(real, holdout, timed(FRESH, "us"))
+    nanos = evaluate(real, holdout, timed(FRESH, "ns"))
+    score = same["quality"]["overall"]["score"]
+    assert nanos["quality"]["overall"]["score"] == pytest.approx(score) and score > 8
+    whole = pa.Table.from_pandas(FRESH.assign(x=FRESH.x.round().astype("int64")), preserve_index=False)
+    plain = [pa.Table.from_pandas(df, preserve_index=False) for df in (TRAIN, HOLDOUT)]
+    plotted = evaluate(*plain, whole)["distributions"]["x"]
+    assert sum(plotted["synthetic"]) == pytest.approx(1, abs=1e-3)
+
+
 def test_grades_and_report_sections():
     assert [grade(s) for s in (9, 8, 6.5, 4, 2.1, 0.5, None)] == [
         "Excellent", "Excellent", "Good", "Moderate", "Poor", "Very poor", None,

@@ -1,5 +1,7 @@
 """Sequence statistics: zero distance on identical tables, large on broken ones."""
 
+import datetime as dt
+
 import pyarrow as pa
 
 from synth_model.evaluate.sequences import ks_distance, sequence_stats
@@ -43,3 +45,18 @@ def test_ks_distance_bounds():
     assert ks_distance([1, 2, 3], [1, 2, 3]) == 0
     assert ks_distance([1, 2], [5, 6]) == 1
     assert ks_distance([], [1]) is None
+
+
+def test_timestamps_of_any_unit_and_null_order_values_and_interleaved_groups():
+    """DuckDB gives microseconds, pandas nanoseconds; NULLs (sorted last in training) and rows of
+    groups read without ORDER BY must not be counted as disorder."""
+    times = [dt.datetime(2024, 1, 1) + dt.timedelta(days=d) for d in (0, 1, 3, 0, 2, 0)]
+    times[2] = None
+    real = REAL.set_column(1, "t", pa.array(times, pa.timestamp("us")))
+    nanos = real.set_column(1, "t", real.column("t").cast(pa.timestamp("ns")))
+    interleaved = nanos.take([0, 3, 1, 5, 4, 2])  # a: rows 0,1,2 and b: rows 3,4 stay in order
+    stats = sequence_stats(real, interleaved, ["id"], ["t"])
+    assert stats["order_violations"] == {"real": 0, "synthetic": 0}
+    assert stats["gaps"]["t"]["real"]["mean"] == 86400 * 1.5  # one day and two days, in seconds
+    assert stats["gaps"]["t"]["ks"] == 0 and stats["records_per_group"]["ks"] == 0
+    assert all(d == {"first": 0.0, "later": 0.0} for d in stats["first_vs_later"].values())

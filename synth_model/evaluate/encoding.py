@@ -18,12 +18,12 @@ MAX_LEVELS = 30
 
 
 def frame(table: pa.Table) -> pd.DataFrame:
-    """pandas with nullable ints and temporal values as numbers (days / seconds)."""
+    """pandas with nullable ints and temporal values as numbers (days)."""
     df = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     for name in df.columns:
         column = df[name]
         if pd.api.types.is_datetime64_any_dtype(column):
-            df[name] = column.astype("int64").where(column.notna()) / 86400e9
+            df[name] = epoch_seconds(column) / 86400
         elif (
             column.dtype == object
             and column.dropna().map(lambda v: hasattr(v, "toordinal")).all()
@@ -31,6 +31,12 @@ def frame(table: pa.Table) -> pd.DataFrame:
         ):
             df[name] = column.map(lambda v: None if v is None else v.toordinal()).astype(float)
     return df
+
+
+def epoch_seconds(times: pd.Series) -> pd.Series:
+    """Seconds since 1970 (NULL as NaN) whatever the unit: DuckDB and Parquet give microseconds,
+    pandas nanoseconds, and a real and a synthetic table may differ."""
+    return (times - pd.Timestamp(0, tz=times.dt.tz)) / pd.Timedelta(seconds=1)
 
 
 def is_numeric(series: pd.Series) -> bool:

@@ -128,7 +128,8 @@ def _distribution_samples(real: pd.DataFrame, synth: pd.DataFrame, hidden: set[s
             values = r.dropna().astype(float)
             edges = np.histogram_bin_edges(values, bins=bins) if len(values) else np.array([0.0, 1.0])
             hr = np.histogram(values, edges)[0]
-            hs = np.histogram(pd.to_numeric(s, errors="coerce").dropna().clip(edges[0], edges[-1]), edges)[0]
+            written = pd.to_numeric(s, errors="coerce").dropna().astype(float)
+            hs = np.histogram(written.clip(edges[0], edges[-1]), edges)[0]
             labels = [f"{edges[i]:.3g}" for i in range(bins)]
         else:
             counts = _labels(r).value_counts()

@@ -1,7 +1,8 @@
 """Sequence statistics of an event table (records grouped per entity, ordered), real vs synthetic.
 
 - records per group: distribution summary and the KS distance between real and synthetic sizes;
-- order violations: consecutive records of a group out of `order_by` order, in the rows as given;
+- order violations: consecutive records of a group out of `order_by` order, in the rows as given
+  (NULLs, which training sorts last, are not compared);
 - gaps: differences between consecutive values of each numeric or temporal order column;
 - first vs later: each other column's distance (KS for numbers, total variation for categories)
   between real and synthetic first records of groups, and between their later records.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from synth_model.evaluate.encoding import epoch_seconds
 
 
 def ks_distance(a, b) -> float | None:
@@ -56,9 +59,14 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
 
 
+def _contiguous(frame: pd.DataFrame, group_by: list[str]) -> pd.DataFrame:
+    """Each group's rows together (a query without ORDER BY may interleave them), in their order."""
+    return frame.sort_values(group_by, kind="stable").reset_index(drop=True)
+
+
 def _numeric(series: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(series):
-        return series.astype("int64") / 1e9  # seconds
+        return epoch_seconds(series)
     if series.dtype == object and len(series.dropna()) and hasattr(series.dropna().iloc[0], "toordinal"):
         return series.map(lambda d: None if d is None else d.toordinal()).astype(float)  # days
     return pd.to_numeric(series, errors="coerce").astype(float)
@@ -87,9 +95,9 @@ def _gaps(frame: pd.DataFrame, group_by: list[str], column: str) -> np.ndarray:
 
 
 def sequence_stats(real: pa.Table, synthetic: pa.Table, group_by: list[str], order_by: list[str] | None) -> dict:
-    """Real vs synthetic sequence statistics; rows of one group must be contiguous in both tables."""
+    """Real vs synthetic sequence statistics; each group's records are taken in the order given."""
     order_by = order_by or []
-    r, s = _frame(real), _frame(synthetic)
+    r, s = (_contiguous(_frame(t), group_by) for t in (real, synthetic))
     r_sizes = r.groupby(group_by, dropna=False, sort=False).size()
     s_sizes = s.groupby(group_by, dropna=False, sort=False).size()
     stats: dict = {
