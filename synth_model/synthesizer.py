@@ -280,6 +280,7 @@ class Synthesizer:
         Training rows are `real` minus the model's holdout; the holdout is the unseen reference.
         """
         from synth_model.evaluate.report import evaluate, training_rows
+        from synth_model.evaluate.sequences import sequence_stats
 
         if self.holdout is None:
             raise SynthError("the synthesizer is not fitted: call fit() or Synthesizer.load(dir) first")
@@ -304,8 +305,22 @@ class Synthesizer:
                 "and pass the table the model was fitted on"
             )
         report = PiiReport.from_dict(self.pii["report"]) if self.pii else None
+        group_by = self.config.data.group_training_examples_by
+        sequences = (
+            sequence_stats(
+                _ordered(real, self.config), synthetic, group_by, self.config.data.order_training_examples_by
+            )
+            if group_by
+            else None
+        )
         return evaluate(
-            training, self.holdout.select(columns), synthetic.select(columns), target, quasi_identifiers, report
+            training,
+            self.holdout.select(columns),
+            synthetic.select(columns),
+            target,
+            quasi_identifiers,
+            report,
+            sequences,
         )
 
     # ---------------------------------------------------------- save / load

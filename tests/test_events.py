@@ -65,6 +65,21 @@ def test_generated_groups_are_whole_ordered_and_newly_keyed(flights, fitted):
     assert set(sequences["first_vs_later"]) == {"dep_delay", "carrier", "origin", "dest", "distance"}
 
 
+def test_the_evaluation_scores_the_entities(flights, fitted):
+    from synth_model.evaluate.report import render_html
+
+    synth, result = fitted
+    evaluation = synth.evaluate(flights, result.table)
+    seq = evaluation["quality"]["sequence_structure_stability"]
+    assert (
+        0 < seq["score"] < 10
+        and seq["groups"]["synthetic"] == result.stats["valid_groups"] - result.stats["surplus_groups"]
+    )
+    assert set(seq["within_group"]) == {"dep_delay", "carrier", "origin", "dest", "distance"}
+    assert seq["within_group"]["carrier"]["real"] > 0.9  # a plane flies for one carrier
+    assert "Entities (groups of records)" in render_html(evaluation)
+
+
 def test_two_workers_groups_merge_into_one_table(flights, fitted):
     synth, _ = fitted
     calls = []

@@ -2,9 +2,10 @@
 
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 
-from synth_model.evaluate.sequences import ks_distance, sequence_stats
+from synth_model.evaluate.sequences import ks_distance, measure, sequence_stats
 
 REAL = pa.table(
     {
@@ -60,3 +61,32 @@ def test_timestamps_of_any_unit_and_null_order_values_and_interleaved_groups():
     assert stats["gaps"]["t"]["real"]["mean"] == 86400 * 1.5  # one day and two days, in seconds
     assert stats["gaps"]["t"]["ks"] == 0 and stats["records_per_group"]["ks"] == 0
     assert all(d == {"first": 0.0, "later": 0.0} for d in stats["first_vs_later"].values())
+
+
+def test_the_score_sees_entities_that_no_longer_hang_together():
+    """Each customer keeps a tier and an amount level; shuffling them across records keeps every
+    column's distribution and every group's size, and only the entities' structure breaks."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in range(200):
+        tier, level = rng.choice(["gold", "silver", "bronze"]), rng.lognormal(4, 1)
+        rows += [{"id": c, "t": k, "tier": tier, "amount": level * rng.lognormal(0, 0.1)} for k in range(1, 5)]
+    real = pa.Table.from_pylist(rows)
+    mixed = real
+    for column in ("tier", "amount"):
+        mixed = mixed.set_column(mixed.schema.get_field_index(column), column, real[column].take(rng.permutation(800)))
+    same, broken = (
+        measure(sequence_stats(real, real, ["id"], ["t"])),
+        measure(sequence_stats(real, mixed, ["id"], ["t"])),
+    )
+    assert same["score"] == 10 and set(same["distances"]) == {
+        "records_per_group",
+        "order",
+        "gaps",
+        "first_vs_later",
+        "within_group",
+    }
+    assert same["within_group"]["tier"] == {"measure": "equal share", "real": 1.0, "synthetic": 1.0}
+    assert broken["within_group"]["tier"]["synthetic"] < 0.5 and broken["within_group"]["amount"]["synthetic"] < 0.2
+    assert broken["distances"]["records_per_group"] == 0 and broken["distances"]["within_group"] > 0.4
+    assert broken["score"] < same["score"] - 1

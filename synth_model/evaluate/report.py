@@ -26,6 +26,7 @@ from synth_model.evaluate import (
     distributions,
     membership,
     sdmetrics_quality,
+    sequences,
     text,
     utility,
 )
@@ -56,16 +57,18 @@ def evaluate(
     target: str | None = None,
     quasi_identifiers: list[str] | None = None,
     pii_report: PiiReport | None = None,
+    sequence_stats: dict | None = None,
 ) -> dict:
     """Quality and privacy of `synthetic` against the real `training` rows and the unseen `holdout`.
 
-    With the fit's `pii_report`, PII replay counts the real training PII values found in synthetic rows.
+    With the fit's `pii_report`, PII replay counts the real training PII values found in synthetic rows;
+    with `sequence_stats` (grouped tables, see `sequences.sequence_stats`) the entities' structure is scored.
     OpenMP runs one thread here: the measures' many tiny parallel loops (the utility models' boosting
     above all) wait at every barrier for a thread the OS has descheduled when the machine is busy,
     which made one boosting fit take minutes instead of a second (benchmarks/evaluation_threads.py).
     """
     with threadpool_limits(1, user_api="openmp"):
-        return _evaluate(training, holdout, synthetic, target, quasi_identifiers, pii_report)
+        return _evaluate(training, holdout, synthetic, target, quasi_identifiers, pii_report, sequence_stats)
 
 
 def _evaluate(
@@ -75,6 +78,7 @@ def _evaluate(
     target: str | None,
     quasi_identifiers: list[str] | None,
     pii_report: PiiReport | None,
+    sequence_stats: dict | None,
 ) -> dict:
     started = time.perf_counter()
     real, held, synth = frame(training), frame(holdout), frame(synthetic.select(training.column_names))
@@ -86,6 +90,8 @@ def _evaluate(
         "text_structure_similarity": text.measure(real, synth),
         "text_semantic_similarity": text.measure_semantics(real, synth),
     }
+    if sequence_stats is not None:
+        quality["sequence_structure_stability"] = sequences.measure(sequence_stats)
     # replaced PII differs from the real values by design, which would hide a copied row: rows are
     # compared on the other columns (all of them if every column was replaced)
     replaced = pii_report.columns_replaced if pii_report else set()
@@ -253,6 +259,8 @@ def render_html(result: dict, title: str = "Synthetic data evaluation") -> str:
             f"{r['share']:.2%} of synthetic rows hold one.</p><table><tr><th>column</th><th>entity</th>"
             f"<th>training values</th><th>replayed</th><th>share of synthetic rows</th></tr>{replayed}</table>"
         )
+    seq = q.get("sequence_structure_stability")
+    sequences_html = _sequences_html(seq) if seq else ""
     utility_html = ""
     if result.get("utility"):
         u = result["utility"]
@@ -281,9 +289,31 @@ td,th{{border:1px solid #ccc;padding:2px 8px}}figure{{display:inline-block;margi
 share of synthetic rows closer to training than 95% of holdout rows: {dcr["closer_than_holdout_share"]:.3f}</p>
 <table><tr><th>member share</th><th>threshold quantile</th><th>precision</th><th>accuracy</th></tr>{attacks}</table>
 {pii_html}</section>
+{sequences_html}
 {utility_html}
 </body></html>
 """
+
+
+def _sequences_html(seq: dict) -> str:
+    """The entities' structure: each family of distances, and how each column carries over within a group."""
+    sizes = seq["records_per_group"]
+    families = "".join(
+        f"<tr><td>{_e(k.replace('_', ' '))}</td><td>{_fmt(v)}</td></tr>" for k, v in seq["distances"].items()
+    )
+    carried = "".join(
+        f"<tr><td>{_e(c)}</td><td>{_e(v['measure'])}</td><td>{_fmt(v['real'])}</td><td>{_fmt(v['synthetic'])}</td></tr>"
+        for c, v in seq["within_group"].items()
+    )
+    return (
+        f"<section id='sequences'><h2>Entities (groups of records)</h2><p>{seq['groups']['real']} real and "
+        f"{seq['groups']['synthetic']} synthetic groups; records per group, mean: real "
+        f"{_fmt(sizes['real'].get('mean'))}, synthetic {_fmt(sizes['synthetic'].get('mean'))}; records out of order: "
+        f"real {seq['order_violations']['real']}, synthetic {seq['order_violations']['synthetic']}.</p>"
+        f"<table><tr><th>distance (0 same, 1 disjoint)</th><th>value</th></tr>{families}</table>"
+        "<h3>Carried over to the next record of a group</h3><table><tr><th>column</th><th>measure</th>"
+        f"<th>real</th><th>synthetic</th></tr>{carried}</table></section>"
+    )
 
 
 def training_rows(real: pa.Table, holdout: pa.Table) -> pa.Table:

@@ -5,8 +5,13 @@
   (NULLs, which training sorts last, are not compared);
 - gaps: differences between consecutive values of each numeric or temporal order column;
 - first vs later: each other column's distance (KS for numbers, total variation for categories)
-  between real and synthetic first records of groups, and between their later records.
-Distances are 0 for identical distributions and 1 for disjoint ones.
+  between real and synthetic first records of groups, and between their later records;
+- within groups: how each other column carries over from one record of a group to the next (the
+  share of equal consecutive values for categories, a tier kept per customer; the correlation of
+  consecutive values for numbers), real vs synthetic.
+Distances are 0 for identical distributions and 1 for disjoint ones. `measure` turns them into one
+0-10 score, as the other quality measures, so a table whose rows look right one by one but whose
+entities do not hang together cannot grade well.
 """
 
 from __future__ import annotations
@@ -64,6 +69,12 @@ def _contiguous(frame: pd.DataFrame, group_by: list[str]) -> pd.DataFrame:
     return frame.sort_values(group_by, kind="stable").reset_index(drop=True)
 
 
+def _continues(frame: pd.DataFrame, group_by: list[str]) -> pd.Series:
+    """Whether each row belongs to the group of the row before it (never the first row)."""
+    same = (frame[group_by] == frame[group_by].shift()).fillna(False).astype(bool).all(axis=1)
+    return same & (np.arange(len(frame)) > 0)
+
+
 def _numeric(series: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(series):
         return epoch_seconds(series)
@@ -77,7 +88,7 @@ def order_violations(frame: pd.DataFrame, group_by: list[str], order_by: list[st
     if not order_by:
         return 0
     keys = frame[order_by].apply(lambda c: _numeric(c) if not pd.api.types.is_string_dtype(c) else c)
-    same_group = (frame[group_by] == frame[group_by].shift()).all(axis=1)
+    same_group = _continues(frame, group_by)
     violations = 0
     rows = keys.itertuples(index=False, name=None)
     previous = None
@@ -90,7 +101,7 @@ def order_violations(frame: pd.DataFrame, group_by: list[str], order_by: list[st
 
 def _gaps(frame: pd.DataFrame, group_by: list[str], column: str) -> np.ndarray:
     values = _numeric(frame[column])
-    same_group = (frame[group_by] == frame[group_by].shift()).all(axis=1)
+    same_group = _continues(frame, group_by)
     return values.diff()[same_group].dropna().to_numpy()
 
 
@@ -101,6 +112,7 @@ def sequence_stats(real: pa.Table, synthetic: pa.Table, group_by: list[str], ord
     r_sizes = r.groupby(group_by, dropna=False, sort=False).size()
     s_sizes = s.groupby(group_by, dropna=False, sort=False).size()
     stats: dict = {
+        "ordered_by": order_by,
         "groups": {"real": int(len(r_sizes)), "synthetic": int(len(s_sizes))},
         "records_per_group": {
             "real": summary(r_sizes),
@@ -119,11 +131,65 @@ def sequence_stats(real: pa.Table, synthetic: pa.Table, group_by: list[str], ord
             continue
         rg, sg = _gaps(r, group_by, column), _gaps(s, group_by, column)
         stats["gaps"][column] = {"real": summary(rg), "synthetic": summary(sg), "ks": ks_distance(rg, sg)}
-    r_first = ~(r[group_by] == r[group_by].shift()).all(axis=1)
-    s_first = ~(s[group_by] == s[group_by].shift()).all(axis=1)
+    r_first, s_first = ~_continues(r, group_by), ~_continues(s, group_by)
+    stats["consecutive_pairs"] = {"real": int((~r_first).sum()), "synthetic": int((~s_first).sum())}
+    stats["within_group"] = {}
     for column in (c for c in r.columns if c not in group_by and c not in order_by and c in s.columns):
         stats["first_vs_later"][column] = {
             "first": distance(r.loc[r_first, column], s.loc[s_first, column]),
             "later": distance(r.loc[~r_first, column], s.loc[~s_first, column]),
         }
+        stats["within_group"][column] = {
+            "measure": "correlation" if _is_number(r[column]) else "equal share",
+            "real": carried_over(r[column], ~r_first),
+            "synthetic": carried_over(s[column], ~s_first),
+        }
     return stats
+
+
+def carried_over(column: pd.Series, continues: pd.Series) -> float | None:
+    """How a column carries over to the next record of a group: the correlation of consecutive values
+    for numbers, the share of equal consecutive values (NULL equal to NULL) for anything else."""
+    previous, current = column.shift()[continues], column[continues]
+    if not len(current):
+        return None
+    if _is_number(column):
+        pairs = pd.DataFrame({"a": previous.astype(float), "b": current.astype(float)}).dropna()
+        if len(pairs) < 3 or pairs.a.std() == 0 or pairs.b.std() == 0:
+            return None
+        return float(np.corrcoef(pairs.a, pairs.b)[0, 1])
+    same = (previous.astype(object) == current.astype(object)) | (previous.isna() & current.isna())
+    return float(same.mean())
+
+
+def measure(stats: dict) -> dict:
+    """One 0-10 score from the sequence statistics: 10 x (1 - the mean of five families of distances,
+    each in 0-1): group sizes (KS), order (the synthetic share of consecutive records out of order,
+    beyond the real share), gaps of the order columns (KS), first and later records' columns, and
+    how columns carry over within a group (difference of equal shares, half the correlation gap)."""
+    pairs = stats["consecutive_pairs"]
+    share = {k: stats["order_violations"][k] / pairs[k] if pairs[k] else 0.0 for k in pairs}
+    carry = [
+        abs(v["real"] - v["synthetic"]) / (2 if v["measure"] == "correlation" else 1)
+        for v in stats["within_group"].values()
+        if v["real"] is not None and v["synthetic"] is not None
+    ]
+    families = {
+        "records_per_group": stats["records_per_group"]["ks"],
+        "order": max(0.0, share["synthetic"] - share["real"]) if stats["ordered_by"] else None,
+        "gaps": _mean([g["ks"] for g in stats["gaps"].values()]),
+        "first_vs_later": _mean([d for v in stats["first_vs_later"].values() for d in (v["first"], v["later"])]),
+        "within_group": _mean(carry),
+    }
+    known = [d for d in families.values() if d is not None]
+    score = 10 * (1 - float(np.mean(known))) if known else None
+    return {"score": score, "distances": families, **stats}
+
+
+def _is_number(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def _mean(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
