@@ -42,6 +42,11 @@ def test_distribution_stability():
     noisy = FRESH.assign(x=FRESH.x + 1.5, level=FRESH.level.replace({"a": "d"}))
     assert 9 < fresh < 10
     assert distributions.measure(TRAIN, noisy)["score"] < fresh - 1
+    # identifiers: fresh ids of the same layout are as good as copied ones, and longer ones are not
+    ids = pd.DataFrame({"id": [f"ID{i:08d}" for i in range(1500)]})
+    new_ids = pd.DataFrame({"id": [f"ID{i + 50_000_000:08d}" for i in range(1500)]})
+    assert distributions.measure(ids, new_ids)["score"] == distributions.measure(ids, ids)["score"] == 10
+    assert distributions.measure(ids, new_ids.assign(id=new_ids.id + "-X"))["score"] < 1
 
 
 def test_correlation_stability():

@@ -13,9 +13,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from synth_model.evaluate.encoding import is_numeric
-
-MAX_UNIQUE_SHARE = 0.5
+from synth_model.evaluate.encoding import is_numeric, mostly_unique
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -61,7 +59,7 @@ def association(a: pd.Series, b: pd.Series) -> float:
 
 
 def usable_columns(real: pd.DataFrame) -> list[str]:
-    return [c for c in real.columns if is_numeric(real[c]) or real[c].nunique() <= MAX_UNIQUE_SHARE * max(len(real), 1)]
+    return [c for c in real.columns if not mostly_unique(real[c])]
 
 
 def matrix(df: pd.DataFrame, columns: list[str]) -> np.ndarray:

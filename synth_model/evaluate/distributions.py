@@ -2,7 +2,9 @@
 
 Categorical columns compare value frequencies; numeric and temporal columns compare counts on
 bins shared by both tables (edges from the real values, synthetic values outside clipped into
-the end bins). Nulls are one more bin. 10 = identical distributions, 0 = disjoint.
+the end bins). Identifier and free-text columns (mostly distinct values) compare their lengths so:
+fresh ids are not disjoint from real ones, copied ids not identical. Nulls are one more bin.
+10 = identical distributions, 0 = disjoint.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import jensenshannon
 
-from synth_model.evaluate.encoding import is_numeric
+from synth_model.evaluate.encoding import is_numeric, mostly_unique
 
 BINS = 20
 
@@ -31,6 +33,8 @@ def _histograms(real: pd.Series, synthetic: pd.Series) -> tuple[np.ndarray, np.n
 
 
 def js_distance(real: pd.Series, synthetic: pd.Series) -> float:
+    if mostly_unique(real):
+        real, synthetic = (c.astype("string").str.len().astype(float) for c in (real, synthetic))
     p, q = _histograms(real, synthetic)
     if p.sum() == 0 or q.sum() == 0:
         return 1.0

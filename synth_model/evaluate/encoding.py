@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 MAX_LEVELS = 30
+MAX_UNIQUE_SHARE = 0.5  # a non-numeric column with more distinct values than this share of rows names rows
 
 
 def frame(table: pa.Table) -> pd.DataFrame:
@@ -37,6 +38,12 @@ def epoch_seconds(times: pd.Series) -> pd.Series:
     """Seconds since 1970 (NULL as NaN) whatever the unit: DuckDB and Parquet give microseconds,
     pandas nanoseconds, and a real and a synthetic table may differ."""
     return (times - pd.Timestamp(0, tz=times.dt.tz)) / pd.Timedelta(seconds=1)
+
+
+def mostly_unique(series: pd.Series) -> bool:
+    """Identifiers and free text: their values name rows rather than describe them, so comparing
+    them value by value rewards copies and punishes fresh ones."""
+    return not is_numeric(series) and series.nunique() > MAX_UNIQUE_SHARE * max(len(series), 1)
 
 
 def is_numeric(series: pd.Series) -> bool:
