@@ -33,9 +33,9 @@ DAYS = {
     31: "(0[1-9]|[12][0-9]|3[01])",
 }
 FRACTION = "(\\.[0-9]{6})?"  # isoformat(sep=" "): microseconds when set
-ANY_CLOCK = {3: "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]", 2: "[0-5][0-9]:[0-5][0-9]", 1: "[0-5][0-9]"}
-TIME = " " + ANY_CLOCK[3] + FRACTION
+ANY_FIELD = {23: "([01][0-9]|2[0-3])", 59: "[0-5][0-9]"}  # any hour, any minute or second
 LAST_SECOND = (23, 59, 59)
+FIELDS = {"hour": 1, "minute": 2}  # clock fields a coarser resolution leaves free; the others are :00
 OFFSET = "[+-](0[0-9]|1[0-4]):[0-5][0-9]"  # real time zones lie within +-14:00 of UTC
 MAX_LISTED_YEARS = 50  # learned months listed year by year up to this span, else any year and month
 COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
@@ -73,21 +73,28 @@ def temporal_pattern(rule: ColumnRule) -> str:
     low, high = str(rule.minimum), str(rule.maximum)
     first, last = dt.date.fromisoformat(low[:10]), dt.date.fromisoformat(high[:10])
     offset = OFFSET if "tz=" in rule.arrow_type else ""
+    n = FIELDS.get(rule.resolution, 3)  # clock fields left free; older schemas have no resolution
+    tail = ":00" * (3 - n) + (FRACTION if rule.resolution in (None, "microsecond") else "")
+
+    def clock(start: tuple[int, ...], end: tuple[int, ...]) -> str:
+        return " " + _clock(start[:n], end[:n], LAST_SECOND[:n]) + tail
+
+    any_time = clock((0, 0, 0), LAST_SECOND)
     if last.year - first.year >= MAX_LISTED_YEARS:
         date = f"[0-9]{{4}}-((01|03|05|07|08|10|12)-{DAYS[31]}|(04|06|09|11)-{DAYS[30]}|02-{DAYS[29]})"
-        return f"^{date}$" if rule.kind == "date" else f"^{date}{TIME}{offset}$"
+        return f"^{date}$" if rule.kind == "date" else f"^{date}{any_time}{offset}$"
     if rule.kind == "date":
         return f"^{_days(first, last)}$"
     zone = re.search(r"tz=([^\]]+)", rule.arrow_type)
     if zone and zone.group(1) not in ("UTC", "+00:00"):  # a clock time's order may change with the offset
-        return f"^{_days(first, last)}{TIME}{offset}$"
+        return f"^{_days(first, last)}{any_time}{offset}$"
     start, end = _seconds(low), _seconds(high)
     if first == last:
-        return f"^{first} {_clock(start, end)}{FRACTION}{offset}$"
-    days = [f"{first} {_clock(start, LAST_SECOND)}{FRACTION}"]
+        return f"^{first}{clock(start, end)}{offset}$"
+    days = [f"{first}{clock(start, LAST_SECOND)}"]
     if (last - first).days > 1:
-        days.append(_days(first + dt.timedelta(days=1), last - dt.timedelta(days=1)) + TIME)
-    days.append(f"{last} {_clock((0, 0, 0), end)}{FRACTION}")
+        days.append(_days(first + dt.timedelta(days=1), last - dt.timedelta(days=1)) + any_time)
+    days.append(f"{last}{clock((0, 0, 0), end)}")
     return f"^({'|'.join(days)}){offset}$"
 
 
@@ -114,20 +121,21 @@ def _seconds(stamp: str) -> tuple[int, int, int]:
     return int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19])
 
 
-def _clock(low: tuple[int, ...], high: tuple[int, ...]) -> str:
-    """`HH:MM:SS` (or its last fields) from `low` to `high`, both included, field by field."""
+def _clock(low: tuple[int, ...], high: tuple[int, ...], top: tuple[int, ...]) -> str:
+    """Clock fields (`HH:MM:SS`, or some of them) from `low` to `high`, both included, field by field;
+    `top` holds each field's largest value."""
     if not low:
         return ""
-    if low == (0,) * len(low) and high == LAST_SECOND[-len(high) :]:
-        return ANY_CLOCK[len(low)]
+    if low == (0,) * len(low) and high == top:
+        return ":".join(ANY_FIELD[t] for t in top)
     rest = ":" if len(low) > 1 else ""
     if low[0] == high[0]:
-        return f"{low[0]:02d}{rest}{_clock(low[1:], high[1:])}"
-    zero, top = (0,) * (len(low) - 1), LAST_SECOND[len(LAST_SECOND) - len(low) + 1 :]
-    parts = [f"{low[0]:02d}{rest}{_clock(low[1:], top)}"]
+        return f"{low[0]:02d}{rest}{_clock(low[1:], high[1:], top[1:])}"
+    zero = (0,) * (len(low) - 1)
+    parts = [f"{low[0]:02d}{rest}{_clock(low[1:], top[1:], top[1:])}"]
     if high[0] - low[0] > 1:
-        parts.append(_listed(range(low[0] + 1, high[0])) + rest + _clock(zero, top))
-    parts.append(f"{high[0]:02d}{rest}{_clock(zero, high[1:])}")
+        parts.append(_listed(range(low[0] + 1, high[0])) + rest + _clock(zero, top[1:], top[1:]))
+    parts.append(f"{high[0]:02d}{rest}{_clock(zero, high[1:], top[1:])}")
     return "(" + "|".join(parts) + ")"
 
 

@@ -25,6 +25,7 @@ MAX_CATEGORY_SHARE = 0.2  # ... that are at most this share of its non-null valu
 MAX_IDENTIFIER_LENGTH = 40  # short strings without whitespace that are not categories are identifiers
 MAX_DECIMALS = 6
 MAX_MAGNITUDE = 2**53  # numbers the grammar (which bounds them in float64) and the text keep exactly
+RESOLUTIONS = {"hour": 3600, "minute": 60, "second": 1}  # in seconds; finer than a second: "microsecond"
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ColumnRule:
     max_length: int | None = None
     pattern: str | None = None
     dictionary: list | None = None  # a dictionary column's entries, those that never occur included
+    resolution: str | None = None  # datetimes: the coarsest of RESOLUTIONS every value is a whole number of
 
     def json_schema(self) -> dict:
         """This column as a JSON Schema property."""
@@ -159,7 +161,8 @@ def _infer_column(name: str, column: pa.ChunkedArray, layouts: bool) -> ColumnRu
         )
     if pa.types.is_timestamp(typ):
         mm = pc.min_max(values)
-        return ColumnRule(kind="datetime", minimum=str(mm["min"].as_py()), maximum=str(mm["max"].as_py()), **base)
+        low, high = str(mm["min"].as_py()), str(mm["max"].as_py())
+        return ColumnRule(kind="datetime", minimum=low, maximum=high, resolution=_resolution(values), **base)
     if _is_text(typ):
         return _infer_string(values, base, layouts)
     raise DataError(
@@ -235,6 +238,21 @@ def _check_magnitude(name: str, column: pa.ChunkedArray, low, high) -> None:
         "engine cannot bound exactly: if it is an identifier, cast it to VARCHAR before training; if it is a "
         "measure, scale it down (or take its logarithm)"
     )
+
+
+def _resolution(values: pa.ChunkedArray) -> str:
+    """The coarsest clock unit every timestamp is a whole number of (an hourly column stays hourly).
+    Zoned times count only to the second: a whole hour in UTC is not one at an offset of +05:30."""
+    typ = values.type
+    per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[typ.unit]
+    ticks = values.cast(pa.int64())
+    zoned = typ.tz is not None and typ.tz not in ("UTC", "+00:00")
+    for name, seconds in RESOLUTIONS.items():
+        if zoned and seconds > 1:
+            continue
+        if pc.all(pc.equal(pc.remainder(ticks, seconds * per_second), 0)).as_py():
+            return name
+    return "microsecond"
 
 
 def _decimals(values: pa.ChunkedArray) -> int:

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Callable
 
-from synth_model.schema import ColumnRule, TableSchema
+from synth_model.schema import RESOLUTIONS, ColumnRule, TableSchema
 
 Check = Callable[[object], str | None]
 
@@ -32,6 +32,7 @@ def _number_check(rule: ColumnRule) -> Check:
 def _temporal_check(rule: ColumnRule) -> Check:
     parse = dt.date.fromisoformat if rule.kind == "date" else dt.datetime.fromisoformat
     low, high = parse(rule.minimum), parse(rule.maximum)
+    step = RESOLUTIONS.get(rule.resolution)  # seconds; None: any microsecond
 
     def check(v: object) -> str | None:
         if not isinstance(v, str):
@@ -42,6 +43,8 @@ def _temporal_check(rule: ColumnRule) -> Check:
             return "bad_format"
         if rule.kind == "date" and len(v) != 10:
             return "bad_format"
+        if step and (value.microsecond or (value.minute * 60 + value.second) % step):
+            return "off_resolution"  # seconds in an hourly column, say
         try:
             return None if low <= value <= high else "out_of_range"
         except TypeError:  # naive vs aware datetimes

@@ -17,7 +17,8 @@ from synth_model.grammar import column_schema, unit_grammar
 from synth_model.groups import BEGIN, END
 from synth_model.models import train_tokenizer
 from synth_model.records import rows_to_texts
-from synth_model.schema import infer_schema
+from synth_model.schema import TableSchema, infer_schema
+from synth_model.validate import RecordValidator
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +180,7 @@ def test_top_p_never_leaves_a_refused_row_without_an_allowed_token(undertrained,
 )
 def test_datetimes_are_bounded_to_the_second(low, high):
     rule = infer_schema(pa.table({"t": [dt.datetime.fromisoformat(low), dt.datetime.fromisoformat(high)]})).columns[0]
+    rule.resolution = "second"  # the bounds, at any second between them
     pattern = re.compile(column_schema(rule)["pattern"])
     first, last = dt.datetime.fromisoformat(low), dt.datetime.fromisoformat(high)
     moment = first - dt.timedelta(hours=26)
@@ -187,3 +189,35 @@ def test_datetimes_are_bounded_to_the_second(low, high):
         moment += dt.timedelta(seconds=7)
     for edge in (first, last, first - dt.timedelta(seconds=1), last + dt.timedelta(seconds=1)):
         assert bool(pattern.fullmatch(str(edge))) == (first <= edge <= last), edge
+
+
+@pytest.mark.parametrize(
+    ("times", "resolution", "allowed", "refused"),
+    [
+        (["2024-05-01 05:00:00", "2024-05-03 17:00:00"], "hour", "2024-05-02 23:00:00", "2024-05-02 23:00:06"),
+        (["2024-05-01 05:10:00", "2024-05-01 17:45:00"], "minute", "2024-05-01 05:11:00", "2024-05-01 05:10:30"),
+        (["2024-05-01 05:10:07", "2024-05-01 17:45:00"], "second", "2024-05-01 05:10:08", "2024-05-01 05:10:08.000001"),
+        (
+            ["2024-05-01 05:10:07.5", "2024-05-01 17:45:00"],
+            "microsecond",
+            "2024-05-01 06:00:00.000001",
+            "2024-05-01 05:09:59.5",
+        ),
+    ],
+)
+def test_datetimes_keep_the_clock_resolution_they_were_learned_at(times, resolution, allowed, refused):
+    """Hourly event times stay on the hour: the grammar writes and the validator keeps only what the
+    learned resolution allows, within the learned range."""
+    rule = infer_schema(pa.table({"t": [dt.datetime.fromisoformat(t) for t in times]})).columns[0]
+    assert rule.resolution == resolution
+    pattern = re.compile(column_schema(rule)["pattern"])
+    validator = RecordValidator(TableSchema([rule]))
+
+    def reason(value: str) -> str | None:
+        return validator.check(json.dumps({"t": value}))[1]
+
+    assert pattern.fullmatch(allowed) and reason(allowed) is None
+    assert not pattern.fullmatch(refused) and reason(refused) in ("off_resolution", "out_of_range")
+    (line,) = rows_to_texts(pa.table({"t": [dt.datetime.fromisoformat(t) for t in times[:1]]}), TableSchema([rule]))
+    written = json.loads(line)["t"]  # a training value as the records write it
+    assert pattern.fullmatch(written) and reason(written) is None
