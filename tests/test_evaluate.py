@@ -87,6 +87,10 @@ def test_copies_leak_attributes_more_than_fresh_rows():
     fresh = attribute.measure(TRAIN, HOLDOUT, FRESH, ["x", "level"])
     assert leaky["score"] < fresh["score"] and fresh["score"] > 9
     assert set(leaky["per_column"]) == {"y", "sign", "count"}
+    few = attribute.measure(TRAIN, HOLDOUT.head(5), copied, ["x", "level"])  # five rows decide nothing
+    assert few["score"] is None and "hold out more rows" in few["note"]
+    empty = TRAIN.assign(y=np.nan)  # an all-NULL column is as easy to guess as a constant
+    assert attribute.measure(empty, HOLDOUT.assign(y=np.nan), FRESH, ["x", "level"])["per_column"]["y"]["weight"] == 0
 
 
 def test_utility_trains_on_each_and_tests_on_the_holdout():

@@ -18,6 +18,7 @@ from synth_model.evaluate.encoding import Encoder, is_numeric
 
 QUASI_IDENTIFIERS = 3
 MAX_ROWS = 1000
+MIN_ROWS = 30  # holdout rows below which the accuracy gap says more about chance than about leakage
 
 
 def default_quasi_identifiers(real: pd.DataFrame) -> list[str]:
@@ -27,6 +28,9 @@ def default_quasi_identifiers(real: pd.DataFrame) -> list[str]:
 
 
 def _normalized_entropy(column: pd.Series) -> float:
+    column = column.dropna()
+    if column.empty:
+        return 0.0
     values = pd.cut(column.astype(float), 10) if is_numeric(column) else column.astype(str)
     p = values.value_counts(normalize=True).to_numpy()
     p = p[p > 0]
@@ -50,6 +54,12 @@ def measure(
     qi = quasi_identifiers or default_quasi_identifiers(training)
     if not qi:
         return {"score": None, "note": "no quasi-identifier columns"}
+    if len(holdout) < MIN_ROWS:
+        return {
+            "score": None,
+            "quasi_identifiers": qi,
+            "note": f"too few holdout rows ({len(holdout)} < {MIN_ROWS}): hold out more rows (data.holdout)",
+        }
     members = training.sample(min(MAX_ROWS, len(training)), random_state=0)
     others = holdout.sample(min(MAX_ROWS, len(holdout)), random_state=0)
     per_column, weights, leaks = {}, [], []
