@@ -1,5 +1,6 @@
 """Each evaluation measure: identical data scores at the top, broken data lower, copies raise alarms."""
 
+import datetime as dt
 import shutil
 import subprocess
 
@@ -133,6 +134,18 @@ def test_timestamp_units_do_not_change_the_scores_and_written_integers_plot():
     plain = [pa.Table.from_pandas(df, preserve_index=False) for df in (TRAIN, HOLDOUT)]
     plotted = evaluate(*plain, whole)["distributions"]["x"]
     assert sum(plotted["synthetic"]) == pytest.approx(1, abs=1e-3)
+
+
+def test_plots_label_dates_as_dates_and_whole_numbers_as_whole_numbers():
+    def table(seed: int, n: int = 300) -> pa.Table:
+        r = np.random.default_rng(seed)
+        days = [dt.date(2020, 1, 1) + dt.timedelta(days=int(x)) for x in r.integers(0, 900, n)]
+        hours = [dt.datetime(2024, 1, 1) + dt.timedelta(hours=int(x)) for x in r.integers(0, 500, n)]
+        return pa.table({"d": days, "at": pa.array(hours, pa.timestamp("us")), "k": r.integers(0, 7, n)})
+
+    plots = evaluate(table(1), table(2, 100), table(3))["distributions"]
+    assert plots["d"]["labels"][0] == "2020-01-06" and plots["at"]["labels"][0] == "2024-01-01 05:00"
+    assert plots["k"]["labels"] == ["0", "1", "2", "3", "4", "5", "6"]  # one bin per value
 
 
 def test_grades_and_report_sections():

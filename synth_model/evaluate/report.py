@@ -7,6 +7,7 @@ heatmaps, the PCA scatter and the privacy attacks.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import math
@@ -36,6 +37,7 @@ from synth_model.tables import replace_whole
 
 GRADES = ((8, "Excellent"), (6, "Good"), (4, "Moderate"), (2, "Poor"), (0, "Very poor"))
 MIN_LABEL_COUNT = 5  # real rows a text value needs to be shown by name in the report
+EPOCH = dt.datetime(1970, 1, 1)  # `frame` writes times as days since it
 
 
 def grade(score: float | None) -> str | None:
@@ -112,14 +114,32 @@ def _evaluate(
         "exact_copy_rate": privacy["distance_to_closest_record"]["exact_copy_rate"],
         "utility": utility.measure(real, held, synth, target) if target else None,
         "sdmetrics": sdmetrics_quality.quality(training, synthetic.select(training.column_names)),
-        "distributions": _distribution_samples(real, synth, pii_report.columns_found if pii_report else set()),
+        "distributions": _distribution_samples(
+            real, synth, pii_report.columns_found if pii_report else set(), _temporal(training.schema)
+        ),
     }
     result["seconds"] = time.perf_counter() - started
     return result
 
 
-def _distribution_samples(real: pd.DataFrame, synth: pd.DataFrame, hidden: set[str], bins: int = 12) -> dict:
+def _temporal(schema: pa.Schema) -> dict[str, str]:
+    """Temporal columns and how `frame` wrote them as numbers: dates as ordinals, times as epoch days."""
+    kinds = {f.name: "date" for f in schema if pa.types.is_date(f.type)}
+    return kinds | {f.name: "time" for f in schema if pa.types.is_timestamp(f.type)}
+
+
+def _temporal_label(days: float, kind: str) -> str:
+    if kind == "date":
+        return dt.date.fromordinal(max(1, round(days))).isoformat()
+    return (EPOCH + dt.timedelta(days=days)).isoformat(sep=" ", timespec="minutes").removesuffix(" 00:00")
+
+
+def _distribution_samples(
+    real: pd.DataFrame, synth: pd.DataFrame, hidden: set[str], temporal: dict[str, str], bins: int = 12
+) -> dict:
     """Per column, the real and synthetic shares per bin or category, for the report's plots.
+    Bins are labelled by their lower edge: a date for dates and times (`frame` made them days), a
+    whole number for whole numbers (one bin per value when they span no more than `bins` values).
 
     A report is shared more widely than the data: columns in `hidden` (where PII was found) get no
     plot, and other text columns show only values that at least `MIN_LABEL_COUNT` real rows hold
@@ -132,11 +152,20 @@ def _distribution_samples(real: pd.DataFrame, synth: pd.DataFrame, hidden: set[s
         r, s = real[name], synth[name]
         if is_numeric(r):
             values = r.dropna().astype(float)
-            edges = np.histogram_bin_edges(values, bins=bins) if len(values) else np.array([0.0, 1.0])
+            whole = pd.api.types.is_integer_dtype(r) and len(values) and values.max() - values.min() < bins
+            if whole:
+                edges = np.arange(values.min() - 0.5, values.max() + 1.5)
+            else:
+                edges = np.histogram_bin_edges(values, bins=bins) if len(values) else np.array([0.0, 1.0])
             hr = np.histogram(values, edges)[0]
             written = pd.to_numeric(s, errors="coerce").dropna().astype(float)
             hs = np.histogram(written.clip(edges[0], edges[-1]), edges)[0]
-            labels = [f"{edges[i]:.3g}" for i in range(bins)]
+            if name in temporal:
+                labels = [_temporal_label(float(e), temporal[name]) for e in edges[:-1]]
+            elif pd.api.types.is_integer_dtype(r):
+                labels = [f"{e + 0.5 * whole:.0f}" for e in edges[:-1]]
+            else:
+                labels = [f"{e:.3g}" for e in edges[:-1]]
         else:
             counts = _labels(r).value_counts()
             top = counts[counts >= MIN_LABEL_COUNT].index[:bins]
