@@ -14,7 +14,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -39,7 +38,7 @@ from synth_model.records import (
     unit_token_cap,
 )
 from synth_model.schema import TableSchema, infer_schema, numbers_learned_as_text
-from synth_model.tables import writable_parent
+from synth_model.tables import as_arrow, writable_parent
 from synth_model.train import ProgressFn, train
 
 CONFIG_FILE, SCHEMA_FILE, METRICS_FILE, HOLDOUT_FILE = (
@@ -56,26 +55,6 @@ TINY_EPOCHS = 12  # "auto" records to sample for the tiny model, in passes over 
 TINY_MAX_RECORDS = 150_000
 LORA_EPOCHS = 1
 MODEL_FORMAT = 2  # 2: units isolated in training (one unit per sampled row); folders of another format retrain
-
-
-def as_arrow(table) -> pa.Table:
-    """Accept an Arrow table or a pandas frame (the pandas index is dropped). Decimal columns become
-    float64: the model learns them as numbers with the decimals they use, and a warehouse casts the
-    published rows back to its DECIMAL type."""
-    if isinstance(table, pd.DataFrame):
-        try:
-            table = pa.Table.from_pandas(table, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-            raise DataError(
-                f"the DataFrame cannot be converted to a table ({err}); give each column one type "
-                "(e.g. pd.to_numeric(..., errors='coerce') for numbers with stray strings)"
-            ) from None
-    if not isinstance(table, pa.Table):
-        raise DataError(f"expected a pyarrow.Table or pandas.DataFrame, got {type(table).__name__}")
-    decimal = [i for i, f in enumerate(table.schema) if pa.types.is_decimal(f.type)]
-    for i in decimal:
-        table = table.set_column(i, table.field(i).name, table.column(i).cast(pa.float64()))
-    return table
 
 
 class Synthesizer:

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
@@ -110,3 +111,23 @@ def replace_whole(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def as_arrow(table) -> pa.Table:
+    """Accept an Arrow table or a pandas frame (the pandas index is dropped). Decimal columns become
+    float64: the model learns them as numbers with the decimals they use, and a warehouse casts the
+    published rows back to its DECIMAL type."""
+    if isinstance(table, pd.DataFrame):
+        try:
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise DataError(
+                f"the DataFrame cannot be converted to a table ({err}); give each column one type "
+                "(e.g. pd.to_numeric(..., errors='coerce') for numbers with stray strings)"
+            ) from None
+    if not isinstance(table, pa.Table):
+        raise DataError(f"expected a pyarrow.Table or pandas.DataFrame, got {type(table).__name__}")
+    decimal = [i for i, f in enumerate(table.schema) if pa.types.is_decimal(f.type)]
+    for i in decimal:
+        table = table.set_column(i, table.field(i).name, table.column(i).cast(pa.float64()))
+    return table

@@ -148,6 +148,33 @@ def test_plots_label_dates_as_dates_and_whole_numbers_as_whole_numbers():
     assert plots["k"]["labels"] == ["0", "1", "2", "3", "4", "5", "6"]  # one bin per value
 
 
+def test_bad_tables_are_refused_naming_the_table_and_the_problem():
+    import decimal
+
+    from synth_model import DataError
+
+    train, holdout, fresh = (pa.Table.from_pandas(d, preserve_index=False) for d in (TRAIN, HOLDOUT, FRESH))
+    for tables, problem in [
+        ((train, holdout, fresh.drop_columns(["level"])), r"the synthetic table lacks column\(s\) \['level'\]"),
+        ((train, holdout.slice(0, 0), fresh), "the holdout table has no rows.*data.holdout"),
+        ((train, holdout, fresh.slice(0, 0)), "the synthetic table has no rows"),
+        ((train, holdout, FRESH.assign(x=np.inf)), "column 'x' of the synthetic table holds infinite values"),
+    ]:
+        with pytest.raises(DataError, match=problem):
+            evaluate(*tables)
+
+    def money(df: pd.DataFrame, scale: float = 1) -> pa.Table:  # DECIMAL columns are numbers, not categories
+        cents = pa.array([decimal.Decimal(f"{scale * v:.2f}") for v in df.x], pa.decimal128(12, 2))
+        return pa.Table.from_pandas(df, preserve_index=False).set_column(0, "x", cents)
+
+    def js(synthetic: pa.Table) -> float:
+        return evaluate(money(TRAIN), money(HOLDOUT), synthetic)["quality"]["column_distribution_stability"][
+            "per_column"
+        ]["x"]
+
+    assert js(money(FRESH)) < 0.15 < 0.4 < js(money(FRESH, 3))
+
+
 def test_grades_and_report_sections():
     assert [grade(s) for s in (9, 8, 6.5, 4, 2.1, 0.5, None)] == [
         "Excellent", "Excellent", "Good", "Moderate", "Poor", "Very poor", None,

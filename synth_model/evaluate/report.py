@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
+from synth_model.errors import DataError
 from synth_model.evaluate import (
     attribute,
     copies,
@@ -33,7 +35,7 @@ from synth_model.evaluate import (
 )
 from synth_model.evaluate.encoding import Encoder, frame, is_numeric
 from synth_model.privacy.pii import PiiReport, replay
-from synth_model.tables import replace_whole
+from synth_model.tables import as_arrow, replace_whole
 
 GRADES = ((8, "Excellent"), (6, "Good"), (4, "Moderate"), (2, "Poor"), (0, "Very poor"))
 MIN_LABEL_COUNT = 5  # real rows a text value needs to be shown by name in the report
@@ -69,8 +71,28 @@ def evaluate(
     above all) wait at every barrier for a thread the OS has descheduled when the machine is busy,
     which made one boosting fit take minutes instead of a second (benchmarks/evaluation_threads.py).
     """
+    training, holdout, synthetic = _checked(training, holdout, synthetic)
     with threadpool_limits(1, user_api="openmp"):
         return _evaluate(training, holdout, synthetic, target, quasi_identifiers, pii_report, sequence_stats)
+
+
+def _checked(training, holdout, synthetic) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Arrow tables (pandas accepted, decimals as floats) with rows, the training columns and no infinities."""
+    tables = {"training": as_arrow(training), "holdout": as_arrow(holdout), "synthetic": as_arrow(synthetic)}
+    columns = tables["training"].column_names
+    for name, table in tables.items():
+        if missing := [c for c in columns if c not in table.column_names]:
+            raise DataError(f"the {name} table lacks column(s) {missing} of the training table")
+        if table.num_rows == 0:
+            raise DataError(
+                f"the {name} table has no rows: the measures compare synthetic rows with the training rows"
+                + (" and with real rows the model never saw (hold some out: data.holdout)" if name == "holdout" else "")
+            )
+        for column in columns:
+            values = table.column(column)
+            if pa.types.is_floating(values.type) and pc.any(pc.is_inf(values)).as_py():
+                raise DataError(f"column '{column}' of the {name} table holds infinite values: make them NULL first")
+    return tables["training"], tables["holdout"], tables["synthetic"]
 
 
 def _evaluate(
