@@ -221,3 +221,14 @@ def test_datetimes_keep_the_clock_resolution_they_were_learned_at(times, resolut
     (line,) = rows_to_texts(pa.table({"t": [dt.datetime.fromisoformat(t) for t in times[:1]]}), TableSchema([rule]))
     written = json.loads(line)["t"]  # a training value as the records write it
     assert pattern.fullmatch(written) and reason(written) is None
+
+
+def test_schemas_saved_without_a_resolution_keep_any_time(tmp_path):
+    times = [dt.datetime(2024, 5, 1, 5), dt.datetime(2024, 5, 3, 17)]
+    schema = infer_schema(pa.table({"t": times}))
+    saved = schema.json_schema()
+    del saved["x-columns"][0]["resolution"]  # as a model folder from before resolutions were learned
+    (tmp_path / "schema.json").write_text(json.dumps(saved))
+    (rule,) = TableSchema.load(tmp_path / "schema.json").columns
+    assert rule.resolution is None
+    assert re.compile(column_schema(rule)["pattern"]).fullmatch("2024-05-02 23:17:06.000001")
