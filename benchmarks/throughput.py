@@ -233,7 +233,9 @@ def main() -> None:
     print("\n".join(lines + [""] + training))
     saved = save_results(RESULTS, matmul_peak_flops=peaks, runs=args.runs, results=results)
     intro = (
-        f"{saved['date']}, {saved['machine']['nproc']} CPU cores ({saved['machine']['cpu']}); matmul peaks measured "
+        f"{saved['date']}, {saved['machine']['nproc']} CPU cores ({saved['machine']['cpu']}"
+        f"{'' if native_bf16() else ', without bf16 instructions, so every sampler multiplies in float32'}); "
+        "matmul peaks measured "
         "in the run: "
         + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items())
         + f". Generation cells are medians of {args.runs} interleaved runs; training MFU is against the "
