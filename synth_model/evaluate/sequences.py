@@ -83,32 +83,31 @@ def _numeric(series: pd.Series) -> pd.Series:
     return pd.to_numeric(series, errors="coerce").astype(float)
 
 
-def order_violations(frame: pd.DataFrame, group_by: list[str], order_by: list[str]) -> int:
-    """Consecutive pairs within a group (rows as given) whose order values decrease."""
+def order_violations(frame: pd.DataFrame, continues: pd.Series, order_by: list[str]) -> int:
+    """Consecutive pairs within a group (rows as given; `continues` from `_continues`) whose order
+    values decrease."""
     if not order_by:
         return 0
     keys = frame[order_by].apply(lambda c: _numeric(c) if not pd.api.types.is_string_dtype(c) else c)
-    same_group = _continues(frame, group_by)
     violations = 0
     rows = keys.itertuples(index=False, name=None)
     previous = None
-    for same, current in zip(same_group.tolist(), rows, strict=True):
+    for same, current in zip(continues.tolist(), rows, strict=True):
         if same and previous is not None and not any(pd.isna(v) for v in previous + current) and current < previous:
             violations += 1
         previous = current
     return violations
 
 
-def _gaps(frame: pd.DataFrame, group_by: list[str], column: str) -> np.ndarray:
-    values = _numeric(frame[column])
-    same_group = _continues(frame, group_by)
-    return values.diff()[same_group].dropna().to_numpy()
+def _gaps(frame: pd.DataFrame, continues: pd.Series, column: str) -> np.ndarray:
+    return _numeric(frame[column]).diff()[continues].dropna().to_numpy()
 
 
 def sequence_stats(real: pa.Table, synthetic: pa.Table, group_by: list[str], order_by: list[str] | None) -> dict:
     """Real vs synthetic sequence statistics; each group's records are taken in the order given."""
     order_by = order_by or []
     r, s = (_contiguous(_frame(t), group_by) for t in (real, synthetic))
+    r_next, s_next = _continues(r, group_by), _continues(s, group_by)
     r_sizes = r.groupby(group_by, dropna=False, sort=False).size()
     s_sizes = s.groupby(group_by, dropna=False, sort=False).size()
     stats: dict = {
@@ -120,8 +119,8 @@ def sequence_stats(real: pa.Table, synthetic: pa.Table, group_by: list[str], ord
             "ks": ks_distance(r_sizes, s_sizes),
         },
         "order_violations": {
-            "real": order_violations(r, group_by, order_by),
-            "synthetic": order_violations(s, group_by, order_by),
+            "real": order_violations(r, r_next, order_by),
+            "synthetic": order_violations(s, s_next, order_by),
         },
         "gaps": {},
         "first_vs_later": {},
@@ -129,20 +128,19 @@ def sequence_stats(real: pa.Table, synthetic: pa.Table, group_by: list[str], ord
     for column in order_by:
         if pd.api.types.is_string_dtype(r[column]) and not hasattr(r[column].dropna().iloc[0], "toordinal"):
             continue
-        rg, sg = _gaps(r, group_by, column), _gaps(s, group_by, column)
+        rg, sg = _gaps(r, r_next, column), _gaps(s, s_next, column)
         stats["gaps"][column] = {"real": summary(rg), "synthetic": summary(sg), "ks": ks_distance(rg, sg)}
-    r_first, s_first = ~_continues(r, group_by), ~_continues(s, group_by)
-    stats["consecutive_pairs"] = {"real": int((~r_first).sum()), "synthetic": int((~s_first).sum())}
+    stats["consecutive_pairs"] = {"real": int(r_next.sum()), "synthetic": int(s_next.sum())}
     stats["within_group"] = {}
     for column in (c for c in r.columns if c not in group_by and c not in order_by and c in s.columns):
         stats["first_vs_later"][column] = {
-            "first": distance(r.loc[r_first, column], s.loc[s_first, column]),
-            "later": distance(r.loc[~r_first, column], s.loc[~s_first, column]),
+            "first": distance(r.loc[~r_next, column], s.loc[~s_next, column]),
+            "later": distance(r.loc[r_next, column], s.loc[s_next, column]),
         }
         stats["within_group"][column] = {
             "measure": "correlation" if _is_number(r[column]) else "equal share",
-            "real": carried_over(r[column], ~r_first),
-            "synthetic": carried_over(s[column], ~s_first),
+            "real": carried_over(r[column], r_next),
+            "synthetic": carried_over(s[column], s_next),
         }
     return stats
 
