@@ -11,7 +11,7 @@ from tiny_models import tiny_llama
 
 from synth_model import train as train_module
 from synth_model.records import IGNORE_INDEX, Unit, assemble_examples, row_tokens, rows_per_compute
-from synth_model.train import batch_loss, collate, labelled, loss_sum, model_inputs
+from synth_model.train import MIN_FORWARD_TOKENS, batch_loss, collate, forward_tokens, labelled, loss_sum, model_inputs
 
 PROMPT, EOS, PAD = [5, 6, 7], 1, 0
 
@@ -113,6 +113,14 @@ def test_chunked_forwards_give_the_whole_batch_loss_and_gradients(monkeypatch):
     assert loss == pytest.approx(whole_loss, rel=1e-5)
     for grad, whole in zip(grads, whole_grads, strict=True):
         torch.testing.assert_close(grad, whole, atol=1e-6, rtol=1e-4)
+
+
+def test_narrow_models_run_more_tokens_per_forward_and_wide_deep_ones_keep_to_the_floor():
+    """Bigger chunks make bigger matmuls; the hidden states a chunk holds stay bounded for large models."""
+    from transformers import LlamaConfig
+
+    assert forward_tokens(LlamaConfig(hidden_size=192, num_hidden_layers=4)) == 4096  # the tiny default
+    assert forward_tokens(LlamaConfig(hidden_size=576, num_hidden_layers=30)) == MIN_FORWARD_TOKENS  # SmolLM2-135M
 
 
 def test_a_fit_is_reproducible_within_one_process(credit):
