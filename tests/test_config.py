@@ -78,19 +78,19 @@ def test_structured_generation_takes_only_a_boolean():
         SynthConfig.from_any({"generation": {"use_structured_generation": "sometimes"}})
 
 
-@pytest.mark.parametrize(("heads", "kv_heads"), [(6, 2), (4, 2), (2, 1), (9, 3), (5, 5), (1, 1)])
-def test_auto_kv_heads_share_each_among_at_most_three_query_heads(heads, kv_heads):
+@pytest.mark.parametrize(("heads", "kv_heads"), [(6, 1), (4, 1), (12, 2), (9, 3), (16, 4), (7, 7), (1, 1)])
+def test_auto_kv_heads_share_each_among_at_most_six_query_heads(heads, kv_heads):
     shape = SynthConfig.from_any({"training": {"tiny": {"num_heads": heads}}}).training.tiny
     assert kv_heads_of(shape) == kv_heads
 
 
 def test_tiny_model_gets_grouped_query_attention_or_one_clear_error():
-    config = SynthConfig.from_any({"training": {"tiny": {"hidden_size": 48, "num_layers": 1, "num_heads": 6}}})
+    config = SynthConfig.from_any({"training": {"tiny": {"hidden_size": 48, "num_layers": 1, "num_heads": 12}}})
     model = build_tiny(config.training, ["a,b\n1,2\n"] * 20).model
-    assert (model.config.num_attention_heads, model.config.num_key_value_heads) == (6, 2)
-    assert model.model.layers[0].self_attn.k_proj.out_features == 2 * 8
-    config.training.tiny.num_kv_heads = 4
-    with pytest.raises(ConfigError, match=r"num_heads \(6\) must be divisible by num_kv_heads \(4\)"):
+    assert (model.config.num_attention_heads, model.config.num_key_value_heads) == (12, 2)
+    assert model.model.layers[0].self_attn.k_proj.out_features == 2 * 4
+    config.training.tiny.num_kv_heads = 5
+    with pytest.raises(ConfigError, match=r"num_heads \(12\) must be divisible by num_kv_heads \(5\)"):
         build_tiny(config.training, ["a,b\n1,2\n"] * 20)
     with pytest.raises(ConfigError, match="training.tiny.num_kv_heads"):
         SynthConfig.from_any({"training": {"tiny": {"num_kv_heads": 0}}})
