@@ -80,7 +80,9 @@ class TinyModelConfig(_Section):
     num_layers: int = Field(4, ge=1, le=48)
     num_heads: int = Field(6, ge=1, le=64)
     num_kv_heads: CountOrAuto = Field(
-        "auto", description="key/value heads, each shared by num_heads / num_kv_heads query heads; auto: up to 6"
+        "auto",
+        description="key/value heads, each shared by num_heads / num_kv_heads query heads; "
+        "auto: up to 6, 3 for grouped tables",
     )
     vocab_size: int = Field(2000, ge=300, le=65536)
     context_length: int = Field(512, ge=64, le=32768)

@@ -104,21 +104,23 @@ def build_tiny(config: TrainingConfig, texts: list[str]) -> LoadedModel:
     return LoadedModel(LlamaForCausalLM(llama), tokenizer, context, is_lora=False)
 
 
-QUERY_HEADS_PER_KV = 6  # most query heads sharing one key/value head under `num_kv_heads: auto`
+# Most query heads sharing one key/value head under `num_kv_heads: auto`: for independent records,
+# and for event tables (grouped), whose units span several records.
+QUERY_HEADS_PER_KV, QUERY_HEADS_PER_KV_GROUPED = 6, 3
 
 
-def kv_heads_of(shape: TinyModelConfig) -> int:
+def kv_heads_of(shape: TinyModelConfig, grouped: bool = False) -> int:
     """Key/value heads of the tiny model: grouped-query attention cuts the per-row cache that
     sampling reads at every step, and gives each row's attention matmuls one row per query head
     sharing the key/value head. Reading the cache bounds decoding a small model; 6 query heads per
     key/value head (the rows CPU matmul kernels fill) sample the default 13-20% faster than 3, at
-    the same quality within 0.02 (benchmarks/kv_heads.py).
+    the same quality within 0.02 (benchmarks/kv_heads.py). Event tables keep 3: with 6, the events
+    benchmark's groups came out shorter in each of 3 fits (group sizes KS 0.11-0.15 against 0.08-0.10).
     """
     if shape.num_kv_heads == "auto":
+        per_kv = QUERY_HEADS_PER_KV_GROUPED if grouped else QUERY_HEADS_PER_KV
         return min(
-            k
-            for k in range(1, shape.num_heads + 1)
-            if shape.num_heads % k == 0 and QUERY_HEADS_PER_KV * k >= shape.num_heads
+            k for k in range(1, shape.num_heads + 1) if shape.num_heads % k == 0 and per_kv * k >= shape.num_heads
         )
     if shape.num_heads % shape.num_kv_heads:
         raise ConfigError(

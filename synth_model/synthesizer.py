@@ -113,8 +113,9 @@ class Synthesizer:
             markers = [f"{BEGIN}\n{END}\n"] * n_groups
             # With DP the vocabulary comes from the schema, so rare strings in the rows cannot shape it.
             corpus = schema_texts(modelled) if private else texts
+            kv_heads = models.kv_heads_of(cfg.training.tiny, grouped=bool(group_by))
+            self._settle(cfg.training.tiny, "num_kv_heads", kv_heads)
             loaded = models.build_tiny(cfg.training, corpus + [prompt_text(modelled)] + markers)
-            self._settle(cfg.training.tiny, "num_kv_heads", models.kv_heads_of(cfg.training.tiny))
         else:
             loaded = models.load_pretrained(cfg.training, dtype)
         tok = loaded.tokenizer

@@ -84,6 +84,12 @@ def test_auto_kv_heads_share_each_among_at_most_six_query_heads(heads, kv_heads)
     assert kv_heads_of(shape) == kv_heads
 
 
+@pytest.mark.parametrize(("heads", "kv_heads"), [(6, 2), (4, 2), (2, 1), (9, 3), (1, 1)])
+def test_auto_kv_heads_of_grouped_tables_share_each_among_at_most_three(heads, kv_heads):
+    shape = SynthConfig.from_any({"training": {"tiny": {"num_heads": heads}}}).training.tiny
+    assert kv_heads_of(shape, grouped=True) == kv_heads
+
+
 def test_tiny_model_gets_grouped_query_attention_or_one_clear_error():
     config = SynthConfig.from_any({"training": {"tiny": {"hidden_size": 48, "num_layers": 1, "num_heads": 12}}})
     model = build_tiny(config.training, ["a,b\n1,2\n"] * 20).model

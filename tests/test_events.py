@@ -35,6 +35,12 @@ def fitted(flights):
     return synth, synth.generate_with_stats()
 
 
+def test_an_event_table_model_keeps_three_query_heads_per_key_value_head(fitted):
+    synth, _ = fitted
+    assert synth.loaded.model.config.num_key_value_heads == 2  # of 4 query heads; a flat table's model has 1
+    assert synth.config.training.tiny.num_kv_heads == 2  # the value "auto" resolved to is saved
+
+
 def test_holdout_takes_whole_planes(flights, fitted):
     synth, _ = fitted
     held = set(synth.holdout["tailnum"].to_pylist())
