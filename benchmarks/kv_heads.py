@@ -76,7 +76,12 @@ def one_seed(table, seed: int, args: argparse.Namespace) -> dict[int, dict]:
     for kv, runs in speeds.items():
         out[kv] |= {k: statistics.median(r[k] for r in runs) for k in ("records_per_s", "tokens_per_s")}
         metrics = models[kv].metrics
-        out[kv] |= {"training_tokens_per_s": metrics["tokens_per_s"], "parameters": metrics["parameters"]}
+        heads = models[kv].loaded.model.config.num_attention_heads
+        out[kv] |= {
+            "training_tokens_per_s": metrics["tokens_per_s"],
+            "parameters": metrics["parameters"],
+            "heads": heads,
+        }
     return out
 
 
@@ -108,7 +113,7 @@ def main() -> int:
     for name, by_kv in results.items():
         for kv, seeds in by_kv.items():
             lines.append(
-                f"| {name} | {kv} ({6 // kv}) | {seeds[0]['parameters']:,} | "
+                f"| {name} | {kv} ({seeds[0]['heads'] // kv}) | {seeds[0]['parameters']:,} | "
                 + " | ".join(cell([s[k] for s in seeds], form) for k, (_, form) in COLUMNS.items())
                 + " |"
             )
